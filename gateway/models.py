@@ -1,0 +1,167 @@
+"""The model registry (models and their llama-server backends), API keys and request logs."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from gateway import crypto
+
+
+class ModelKind(models.TextChoices):
+    CHAT = "chat", "chat"
+    VISION = "vision", "vision"
+    EMBEDDING = "embedding", "embedding"
+
+
+class PromptFormat(models.TextChoices):
+    SERVER = "server", "server (the GGUF's own template, via /v1/chat/completions)"
+    CHATML = "chatml", "ChatML (Qwen)"
+    DEEPSEEK_R1 = "deepseek-r1", "DeepSeek R1"
+    GEMMA = "gemma", "Gemma"
+    LLAMA3 = "llama3", "Llama 3"
+
+
+class LLMModelQuerySet(models.QuerySet):
+    def enabled(self) -> LLMModelQuerySet:
+        return self.filter(enabled=True)
+
+
+class LLMModel(models.Model):
+    """A model clients ask for by id (or alias), served by one or more llama-server backends."""
+
+    model_id = models.CharField("id", max_length=200, unique=True, help_text="The id clients send as `model`.")
+    aliases = models.JSONField(default=list, blank=True, help_text='Other ids accepted, e.g. ["qwen"].')
+    kind = models.CharField(max_length=20, choices=ModelKind.choices, default=ModelKind.CHAT)
+    prompt_format = models.CharField(max_length=20, choices=PromptFormat.choices, default=PromptFormat.SERVER)
+    enabled = models.BooleanField(default=True)
+    description = models.TextField(blank=True)
+    default_params = models.JSONField(
+        default=dict, blank=True, help_text='Sampling defaults a request may override, e.g. {"temperature": 0.7}.'
+    )
+    max_tokens_cap = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Upper bound on max_tokens; also the default when a request omits it."
+    )
+    context_length = models.PositiveIntegerField(null=True, blank=True)
+    request_timeout = models.FloatField(default=120.0, help_text="Seconds to wait for the backend.")
+    owned_by = models.CharField(max_length=100, default="local")
+    created = models.DateTimeField(default=timezone.now)
+
+    objects = LLMModelQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "model"
+        ordering = ["model_id"]
+
+    def __str__(self) -> str:
+        return self.model_id
+
+
+class Backend(models.Model):
+    """One llama-server process serving a model."""
+
+    model = models.ForeignKey(LLMModel, on_delete=models.CASCADE, related_name="backends")
+    base_url = models.URLField(help_text="e.g. http://127.0.0.1:8081")
+    weight = models.PositiveIntegerField(default=1)
+    enabled = models.BooleanField(default=True)
+    api_key = models.CharField(max_length=200, blank=True, help_text="llama-server's --api-key, if it has one.")
+    max_concurrent = models.PositiveIntegerField(
+        default=0, help_text="Requests in flight at once from this process; 0 means no limit."
+    )
+
+    class Meta:
+        ordering = ["model", "id"]
+        constraints = [models.UniqueConstraint(fields=["model", "base_url"], name="unique_backend_per_model")]
+
+    def __str__(self) -> str:
+        return f"{self.model.model_id} → {self.base_url}"
+
+
+class APIKeyManager(models.Manager["APIKey"]):
+    def create_key(self, **fields: object) -> tuple[APIKey, str]:
+        """Create a key; the plaintext is returned here and never stored."""
+        plaintext, prefix, digest = crypto.new_key()
+        key = self.create(prefix=prefix, hashed_key=digest, **fields)
+        return key, plaintext
+
+
+class APIKey(models.Model):
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_keys"
+    )
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    hashed_key = models.CharField(max_length=64, editable=False)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    last_used = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked = models.BooleanField(default=False, help_text="A revoked key cannot be restored.")
+    allowed_models = models.ManyToManyField(
+        LLMModel, blank=True, related_name="+", help_text="Empty means every model."
+    )
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    max_concurrent = models.PositiveIntegerField(null=True, blank=True, help_text="Requests in flight at once.")
+    scope_logs = models.BooleanField(default=False, help_text="May read request logs and usage (/api/logs).")
+    scope_monitoring = models.BooleanField(default=False, help_text="May read system metrics (/api/metrics).")
+    store_previews = models.BooleanField(
+        null=True, blank=True, help_text="Store prompt/completion previews; empty follows the global setting."
+    )
+
+    objects = APIKeyManager()
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def is_usable(self) -> bool:
+        return not self.revoked and (self.expires_at is None or self.expires_at > timezone.now())
+
+
+class RequestLog(models.Model):
+    """One API request, whatever its outcome; written in batches off the request path (gateway.requestlog)."""
+
+    request_id = models.CharField(max_length=32, db_index=True)
+    created = models.DateTimeField(default=timezone.now)
+    api_key = models.ForeignKey(APIKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    key_name = models.CharField(max_length=100, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    endpoint = models.CharField(max_length=100)
+    method = models.CharField(max_length=10, default="POST")
+    model_requested = models.CharField(max_length=200, blank=True)
+    model_used = models.CharField(max_length=200, blank=True)
+    backend = models.CharField(max_length=300, blank=True)
+    status = models.PositiveSmallIntegerField()
+    error_type = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True)
+    stream = models.BooleanField(default=False)
+    latency_ms = models.FloatField(null=True, blank=True)
+    ttft_ms = models.FloatField("time to first token (ms)", null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_second = models.FloatField(null=True, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    client_gone = models.BooleanField(default=False, help_text="The client went away before the answer ended.")
+    prompt_preview = models.TextField(blank=True)
+    completion_preview = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            models.Index(fields=["created"]),
+            models.Index(fields=["model_used", "created"]),
+            models.Index(fields=["model_requested", "created"]),
+            models.Index(fields=["api_key", "created"]),
+            models.Index(fields=["status", "created"]),
+            models.Index(fields=["endpoint", "created"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created:%Y-%m-%d %H:%M:%S} {self.endpoint} {self.status}"

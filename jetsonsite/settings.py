@@ -1,0 +1,219 @@
+"""Settings for the Jetson LLM gateway: every value comes from the environment (or a `.env` file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")
+
+# State the app creates at run time (SQLite database, model files) lives here.
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env.bool("DEBUG", default=False)
+
+_INSECURE_KEY_MARKER = "django-insecure"
+SECRET_KEY = env.str("SECRET_KEY", default="")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
+if DEBUG:
+    SECRET_KEY = SECRET_KEY or f"{_INSECURE_KEY_MARKER}-debug-only"
+    ALLOWED_HOSTS = ALLOWED_HOSTS or ["localhost", "127.0.0.1", "[::1]"]
+else:
+    # Refuse to start a production process on a guessable key or an open Host header.
+    if len(SECRET_KEY) < 50 or SECRET_KEY.startswith(_INSECURE_KEY_MARKER):
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set to a random string of at least 50 characters when DEBUG is off"
+        )
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is off")
+
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Served behind TLS (directly or through a proxy that sets X-Forwarded-Proto): secure cookies, HSTS, redirects.
+HTTPS = env.bool("HTTPS", default=False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Health probes from supervisors arrive over plain HTTP on localhost.
+SECURE_REDIRECT_EXEMPT = [r"^livez$", r"^readyz$"]
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+    "gateway",
+    "monitor",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "jetsonsite.urls"
+ASGI_APPLICATION = "jetsonsite.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the sampler, the log writer and web requests share one file without "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    )
+    # A file, not memory, so that a live server in another process sees the tests' data.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+LOGIN_URL = "admin:login"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
+
+# --- Local llama-server (the small model on any machine; the operator's own build on a Jetson) ---
+LLAMA_SERVER_BIN = env.str("LLAMA_SERVER_BIN", default="")
+LLAMA_MODEL_PATH = env.str("LLAMA_MODEL_PATH", default="")
+LLAMA_MODEL_ID = env.str("LLAMA_MODEL_ID", default="gemma-3-270m")
+LLAMA_HOST = env.str("LLAMA_HOST", default="127.0.0.1")
+LLAMA_CHAT_PORT = env.int("LLAMA_CHAT_PORT", default=8081)
+LLAMA_EMBED_PORT = env.int("LLAMA_EMBED_PORT", default=8082)
+LLAMA_CTX_SIZE = env.int("LLAMA_CTX_SIZE", default=4096)
+LLAMA_PARALLEL = env.int("LLAMA_PARALLEL", default=2)
+LLAMA_EXTRA_ARGS = env.str("LLAMA_EXTRA_ARGS", default="")
+GATEWAY_HOST = env.str("GATEWAY_HOST", default="127.0.0.1")
+GATEWAY_PORT = env.int("GATEWAY_PORT", default=9000)
+
+# --- Gateway ---
+# How long a process trusts its cached copy of an API key (revocation takes effect within this time).
+API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=10.0)
+# How long a process trusts its cached copy of the model registry (admin changes take effect within this time).
+REGISTRY_CACHE_SECONDS = env.float("REGISTRY_CACHE_SECONDS", default=5.0)
+# How long a backend that refused a connection or failed with 5xx stays out of rotation.
+BACKEND_COOLOFF_SECONDS = env.float("BACKEND_COOLOFF_SECONDS", default=10.0)
+# Largest request body accepted (413 beyond); images arrive base64-encoded inside the JSON.
+MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=20 * 1024 * 1024)
+# Largest decoded image in a data: URI.
+MAX_IMAGE_BYTES = env.int("MAX_IMAGE_BYTES", default=10 * 1024 * 1024)
+# Hosts whose http(s) image URLs may be passed to a vision backend (which fetches them itself); empty = none.
+IMAGE_URL_ALLOWED_HOSTS = env.list("IMAGE_URL_ALLOWED_HOSTS", default=[])
+# Seconds each backend probe of GET /health may take.
+HEALTH_TIMEOUT = env.float("HEALTH_TIMEOUT", default=2.0)
+# Seconds between SSE keep-alive comments sent to the client while the backend is silent.
+SSE_KEEPALIVE_SECONDS = env.float("SSE_KEEPALIVE_SECONDS", default=15.0)
+# Django reads the whole body before the view; the view enforces MAX_REQUEST_BYTES with OpenAI's error shape.
+DATA_UPLOAD_MAX_MEMORY_SIZE = None
+
+# --- Monitor ---
+# Name this machine's samples are stored under; several Jetsons can share one database. Empty = the hostname.
+MONITOR_NODE_NAME = env.str("MONITOR_NODE_NAME", default="")
+MONITOR_INTERVAL = env.float("MONITOR_INTERVAL", default=2.0)
+if MONITOR_INTERVAL <= 0:
+    raise ImproperlyConfigured("MONITOR_INTERVAL must be a positive number of seconds")
+# Model files usually live on an NVMe, not on `/`: list every mount point worth watching.
+MONITOR_DISKS = env.list("MONITOR_DISKS", default=["/"])
+# Roots of the files the collectors read; tests point them at a fake tree.
+MONITOR_SYS_ROOT = env.str("MONITOR_SYS_ROOT", default="/sys")
+MONITOR_PROC_ROOT = env.str("MONITOR_PROC_ROOT", default="/proc")
+MONITOR_ETC_ROOT = env.str("MONITOR_ETC_ROOT", default="/etc")
+MONITOR_TEGRASTATS_LOG = env.str("MONITOR_TEGRASTATS_LOG", default="")
+MONITOR_BACKEND_TIMEOUT = env.float("MONITOR_BACKEND_TIMEOUT", default=1.0)
+MONITOR_RAW_RETENTION_HOURS = env.float("MONITOR_RAW_RETENTION_HOURS", default=24.0)
+MONITOR_ROLLUP_RETENTION_DAYS = env.float("MONITOR_ROLLUP_RETENTION_DAYS", default=30.0)
+if MONITOR_RAW_RETENTION_HOURS <= 0 or MONITOR_ROLLUP_RETENTION_DAYS <= 0:
+    raise ImproperlyConfigured("MONITOR_RAW_RETENTION_HOURS and MONITOR_ROLLUP_RETENTION_DAYS must be positive")
+# Bearer token Prometheus sends to GET /metrics; empty = only staff sessions may read it.
+MONITOR_METRICS_TOKEN = env.str("MONITOR_METRICS_TOKEN", default="")
