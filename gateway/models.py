@@ -165,3 +165,23 @@ class RequestLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created:%Y-%m-%d %H:%M:%S} {self.endpoint} {self.status}"
+
+
+class RateWindow(models.Model):
+    """Requests and tokens a key used in one minute; shared by every worker process (when there is no Redis)."""
+
+    api_key = models.ForeignKey(APIKey, on_delete=models.CASCADE, related_name="+")
+    minute = models.BigIntegerField(help_text="Unix time // 60")
+    requests = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["api_key", "minute"], name="unique_rate_window")]
+
+
+class InFlight(models.Model):
+    """A request a key has in flight; expires on its own so a crashed worker cannot hold a slot forever."""
+
+    api_key = models.ForeignKey(APIKey, on_delete=models.CASCADE, related_name="+")
+    request_id = models.CharField(max_length=32, unique=True)
+    expires = models.DateTimeField(db_index=True)

@@ -7,5 +7,12 @@ from django.urls import path
 from gateway import views
 
 urlpatterns = [
+    path("v1/chat/completions", views.chat_completions, name="chat-completions"),
+    path("v1/completions", views.completions, name="completions"),
+    path("v1/embeddings", views.embeddings, name="embeddings"),
+    path("v1/models", views.models, name="models"),
+    path("v1/models/<path:model_id>", views.model_detail, name="model-detail"),
+    path("health", views.health, name="health"),
     path("livez", views.livez, name="livez"),
+    path("readyz", views.readyz, name="readyz"),
 ]

@@ -1,9 +1,240 @@
-"""The OpenAI-compatible API: thin async views over gateway.service."""
+"""The OpenAI-compatible API and health endpoints: thin async views over gateway.service."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from gateway import auth, errors, requestlog, routing, service, upstream
+from gateway.models import APIKey
+from gateway.requestlog import RequestRecord
+
+logger = logging.getLogger(__name__)
+Handler = Callable[[APIKey, Any, RequestRecord], Awaitable[dict | AsyncIterator[Any]]]
+KEEPALIVE = b": keep-alive\n\n"
+
+
+def _new_record(request: HttpRequest) -> RequestRecord:
+    return RequestRecord(
+        endpoint=request.path,
+        method=request.method or "",
+        client_ip=requestlog.client_ip(request.META),
+        user_agent=request.headers.get("User-Agent", "")[:300],
+    )
+
+
+def _read_json(request: HttpRequest) -> Any:
+    if len(request.body) > settings.MAX_REQUEST_BYTES:
+        raise errors.APIError(
+            413, f"Request body is larger than {settings.MAX_REQUEST_BYTES} bytes", code="request_too_large"
+        )
+    try:
+        return json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.invalid(f"The request body is not valid JSON: {exc}") from None
+
+
+async def _sse(stream: AsyncIterator[dict | None]) -> AsyncIterator[bytes]:
+    """Server-sent events; a comment line keeps the connection alive while the backend is silent."""
+    iterator = aiter(stream)
+    pending: asyncio.Future | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({pending}, timeout=settings.SSE_KEEPALIVE_SECONDS)
+            if not done:
+                yield KEEPALIVE
+                continue
+            try:
+                chunk = pending.result()
+            except StopAsyncIteration:
+                break
+            finally:
+                if done:
+                    pending = None
+            if chunk is None:
+                yield KEEPALIVE
+                continue
+            yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+            if "error" in chunk:
+                return  # as llama-server does: one error event, then the stream ends
+        yield b"data: [DONE]\n\n"
+    finally:
+        # The client went away (or the stream ended): stop the upstream request so its slot is freed.
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        await iterator.aclose()
+
+
+async def _api(request: HttpRequest, handler: Handler) -> HttpResponse:
+    record = _new_record(request)
+    try:
+        if request.method != "POST":
+            raise errors.APIError(405, f"Method {request.method} not allowed: use POST", code="method_not_allowed")
+        key = await auth.authenticate(request.headers.get("Authorization", ""))
+        record.api_key_id, record.key_name, record.owner_id = key.pk, key.name, key.owner_id
+        record.store_previews = settings.LOG_PREVIEWS if key.store_previews is None else key.store_previews
+        result = await handler(key, _read_json(request), record)
+    except errors.APIError as exc:
+        record.error_type, record.error_message = exc.type, exc.message
+        record.finish(exc.status)
+        requestlog.submit(record)
+        response = exc.response()
+        response["X-Request-Id"] = record.request_id
+        return response
+    except asyncio.CancelledError:
+        # The client went away before the answer: Django cancels the view, which aborts the upstream call.
+        record.client_gone = True
+        record.finish(499)
+        requestlog.submit(record)
+        raise
+    if isinstance(result, dict):
+        record.finish(200)
+        requestlog.submit(record)
+        return JsonResponse(result, headers={"X-Request-Id": record.request_id})
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Request-Id": record.request_id}
+    return StreamingHttpResponse(
+        _sse(service.logged(result, record)), content_type="text/event-stream", headers=headers
+    )
+
+
+@csrf_exempt
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    return await _api(request, service.chat)
+
+
+@csrf_exempt
+async def completions(request: HttpRequest) -> HttpResponse:
+    return await _api(request, service.completion)
+
+
+@csrf_exempt
+async def embeddings(request: HttpRequest) -> HttpResponse:
+    return await _api(request, service.embeddings)
+
+
+def _model_object(info: routing.ModelInfo) -> dict:
+    return {"id": info.model_id, "object": "model", "created": info.created, "owned_by": info.owned_by}
+
+
+async def _key_or_error(request: HttpRequest) -> APIKey | JsonResponse:
+    try:
+        return await auth.authenticate(request.headers.get("Authorization", ""))
+    except errors.APIError as exc:
+        return exc.response()
+
+
+async def models(request: HttpRequest) -> JsonResponse:
+    key = await _key_or_error(request)
+    if isinstance(key, JsonResponse):
+        return key
+    registry = await routing.registry()
+    visible = {
+        info.model_id: info
+        for info in registry.values()
+        if not key.allowed_model_ids or info.id in key.allowed_model_ids
+    }
+    return JsonResponse({"object": "list", "data": [_model_object(info) for info in visible.values()]})
+
+
+async def model_detail(request: HttpRequest, model_id: str) -> JsonResponse:
+    key = await _key_or_error(request)
+    if isinstance(key, JsonResponse):
+        return key
+    try:
+        info = await routing.resolve(model_id, key.allowed_model_ids)
+    except errors.APIError as exc:
+        # A model the key may not use is reported as missing: its existence is not the key's business.
+        return (
+            errors.not_found(f"The model `{model_id}` does not exist.").response()
+            if exc.status == 403
+            else exc.response()
+        )
+    return JsonResponse(_model_object(info))
 
 
 async def livez(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
+
+
+def _database_ok() -> bool:
+    try:
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except Exception:
+        logger.exception("readiness: database unreachable")
+        return False
+
+
+async def readyz(request: HttpRequest) -> JsonResponse:
+    ok = await sync_to_async(_database_ok)()
+    return JsonResponse({"status": "ok" if ok else "unavailable", "database": ok}, status=200 if ok else 503)
+
+
+async def _probe(backend: routing.BackendInfo) -> dict:
+    started = time.perf_counter()
+    report: dict[str, Any] = {"url": backend.target.base_url, "in_flight": routing.in_flight(backend.id)}
+    try:
+        (status, _), (slots_status, slots_raw) = await asyncio.gather(
+            upstream.get(backend.target, "/health", settings.HEALTH_TIMEOUT),
+            upstream.get(backend.target, "/slots", settings.HEALTH_TIMEOUT),
+        )
+    except upstream.UpstreamError as exc:
+        return {**report, "status": "down", "error": str(exc)}
+    report["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    report["status"] = "ok" if status == 200 else "loading" if status == 503 else "down"
+    if slots_status == 200:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            slots = json.loads(slots_raw)
+            busy = sum(1 for slot in slots if slot.get("is_processing"))
+            report["slots"] = {"busy": busy, "idle": len(slots) - busy}
+    report["cooling_off"] = routing.is_down(backend.id)
+    return report
+
+
+async def _staff_or_key(request: HttpRequest) -> bool:
+    user = await request.auser()
+    if user.is_authenticated and user.is_staff:
+        return True
+    return not isinstance(await _key_or_error(request), JsonResponse)
+
+
+async def health(request: HttpRequest) -> JsonResponse:
+    """Every enabled backend probed at once; for API keys and staff (it describes the infrastructure)."""
+    if not await _staff_or_key(request):
+        return errors.unauthorized().response()
+    registry = await routing.registry()
+    infos = list({info.model_id: info for info in registry.values()}.values())
+    probes = await asyncio.gather(*(asyncio.gather(*(_probe(b) for b in info.backends)) for info in infos))
+    models_report = [
+        {
+            "id": info.model_id,
+            "kind": info.kind,
+            "status": "ok" if any(p["status"] == "ok" for p in backends) else "down",
+            "backends": backends,
+        }
+        for info, backends in zip(infos, probes, strict=True)
+    ]
+    ok = all(m["status"] == "ok" for m in models_report)
+    body = {
+        "status": "ok" if ok else "degraded",
+        "models": models_report,
+        "request_log": {"pending": requestlog.pending_count(), "dropped": requestlog.dropped_count()},
+    }
+    return JsonResponse(body)

@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,100 +15,210 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='LLMModel',
+            name="LLMModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model_id', models.CharField(help_text='The id clients send as `model`.', max_length=200, unique=True, verbose_name='id')),
-                ('aliases', models.JSONField(blank=True, default=list, help_text='Other ids accepted, e.g. ["qwen"].')),
-                ('kind', models.CharField(choices=[('chat', 'chat'), ('vision', 'vision'), ('embedding', 'embedding')], default='chat', max_length=20)),
-                ('prompt_format', models.CharField(choices=[('server', "server (the GGUF's own template, via /v1/chat/completions)"), ('chatml', 'ChatML (Qwen)'), ('deepseek-r1', 'DeepSeek R1'), ('gemma', 'Gemma'), ('llama3', 'Llama 3')], default='server', max_length=20)),
-                ('enabled', models.BooleanField(default=True)),
-                ('description', models.TextField(blank=True)),
-                ('default_params', models.JSONField(blank=True, default=dict, help_text='Sampling defaults a request may override, e.g. {"temperature": 0.7}.')),
-                ('max_tokens_cap', models.PositiveIntegerField(blank=True, help_text='Upper bound on max_tokens; also the default when a request omits it.', null=True)),
-                ('context_length', models.PositiveIntegerField(blank=True, null=True)),
-                ('request_timeout', models.FloatField(default=120.0, help_text='Seconds to wait for the backend.')),
-                ('owned_by', models.CharField(default='local', max_length=100)),
-                ('created', models.DateTimeField(default=django.utils.timezone.now)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "model_id",
+                    models.CharField(
+                        help_text="The id clients send as `model`.", max_length=200, unique=True, verbose_name="id"
+                    ),
+                ),
+                ("aliases", models.JSONField(blank=True, default=list, help_text='Other ids accepted, e.g. ["qwen"].')),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("chat", "chat"), ("vision", "vision"), ("embedding", "embedding")],
+                        default="chat",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "prompt_format",
+                    models.CharField(
+                        choices=[
+                            ("server", "server (the GGUF's own template, via /v1/chat/completions)"),
+                            ("chatml", "ChatML (Qwen)"),
+                            ("deepseek-r1", "DeepSeek R1"),
+                            ("gemma", "Gemma"),
+                            ("llama3", "Llama 3"),
+                        ],
+                        default="server",
+                        max_length=20,
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "default_params",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text='Sampling defaults a request may override, e.g. {"temperature": 0.7}.',
+                    ),
+                ),
+                (
+                    "max_tokens_cap",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Upper bound on max_tokens; also the default when a request omits it.",
+                        null=True,
+                    ),
+                ),
+                ("context_length", models.PositiveIntegerField(blank=True, null=True)),
+                ("request_timeout", models.FloatField(default=120.0, help_text="Seconds to wait for the backend.")),
+                ("owned_by", models.CharField(default="local", max_length=100)),
+                ("created", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'verbose_name': 'model',
-                'ordering': ['model_id'],
+                "verbose_name": "model",
+                "ordering": ["model_id"],
             },
         ),
         migrations.CreateModel(
-            name='APIKey',
+            name="APIKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('prefix', models.CharField(editable=False, max_length=16, unique=True)),
-                ('hashed_key', models.CharField(editable=False, max_length=64)),
-                ('created', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('last_used', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked', models.BooleanField(default=False, help_text='A revoked key cannot be restored.')),
-                ('requests_per_minute', models.PositiveIntegerField(blank=True, null=True)),
-                ('tokens_per_minute', models.PositiveIntegerField(blank=True, null=True)),
-                ('max_concurrent', models.PositiveIntegerField(blank=True, help_text='Requests in flight at once.', null=True)),
-                ('scope_logs', models.BooleanField(default=False, help_text='May read request logs and usage (/api/logs).')),
-                ('scope_monitoring', models.BooleanField(default=False, help_text='May read system metrics (/api/metrics).')),
-                ('store_previews', models.BooleanField(blank=True, help_text='Store prompt/completion previews; empty follows the global setting.', null=True)),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='api_keys', to=settings.AUTH_USER_MODEL)),
-                ('allowed_models', models.ManyToManyField(blank=True, help_text='Empty means every model.', related_name='+', to='gateway.llmmodel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                ("prefix", models.CharField(editable=False, max_length=16, unique=True)),
+                ("hashed_key", models.CharField(editable=False, max_length=64)),
+                ("created", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("last_used", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked", models.BooleanField(default=False, help_text="A revoked key cannot be restored.")),
+                ("requests_per_minute", models.PositiveIntegerField(blank=True, null=True)),
+                ("tokens_per_minute", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "max_concurrent",
+                    models.PositiveIntegerField(blank=True, help_text="Requests in flight at once.", null=True),
+                ),
+                (
+                    "scope_logs",
+                    models.BooleanField(default=False, help_text="May read request logs and usage (/api/logs)."),
+                ),
+                (
+                    "scope_monitoring",
+                    models.BooleanField(default=False, help_text="May read system metrics (/api/metrics)."),
+                ),
+                (
+                    "store_previews",
+                    models.BooleanField(
+                        blank=True,
+                        help_text="Store prompt/completion previews; empty follows the global setting.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="api_keys",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "allowed_models",
+                    models.ManyToManyField(
+                        blank=True, help_text="Empty means every model.", related_name="+", to="gateway.llmmodel"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'API key',
-                'ordering': ['-created'],
+                "verbose_name": "API key",
+                "ordering": ["-created"],
             },
         ),
         migrations.CreateModel(
-            name='Backend',
+            name="Backend",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('base_url', models.URLField(help_text='e.g. http://127.0.0.1:8081')),
-                ('weight', models.PositiveIntegerField(default=1)),
-                ('enabled', models.BooleanField(default=True)),
-                ('api_key', models.CharField(blank=True, help_text="llama-server's --api-key, if it has one.", max_length=200)),
-                ('max_concurrent', models.PositiveIntegerField(default=0, help_text='Requests in flight at once from this process; 0 means no limit.')),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='backends', to='gateway.llmmodel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("base_url", models.URLField(help_text="e.g. http://127.0.0.1:8081")),
+                ("weight", models.PositiveIntegerField(default=1)),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "api_key",
+                    models.CharField(blank=True, help_text="llama-server's --api-key, if it has one.", max_length=200),
+                ),
+                (
+                    "max_concurrent",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Requests in flight at once from this process; 0 means no limit."
+                    ),
+                ),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="backends", to="gateway.llmmodel"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['model', 'id'],
-                'constraints': [models.UniqueConstraint(fields=('model', 'base_url'), name='unique_backend_per_model')],
+                "ordering": ["model", "id"],
+                "constraints": [models.UniqueConstraint(fields=("model", "base_url"), name="unique_backend_per_model")],
             },
         ),
         migrations.CreateModel(
-            name='RequestLog',
+            name="RequestLog",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('request_id', models.CharField(db_index=True, max_length=32)),
-                ('created', models.DateTimeField(default=django.utils.timezone.now)),
-                ('key_name', models.CharField(blank=True, max_length=100)),
-                ('endpoint', models.CharField(max_length=100)),
-                ('method', models.CharField(default='POST', max_length=10)),
-                ('model_requested', models.CharField(blank=True, max_length=200)),
-                ('model_used', models.CharField(blank=True, max_length=200)),
-                ('backend', models.CharField(blank=True, max_length=300)),
-                ('status', models.PositiveSmallIntegerField()),
-                ('error_type', models.CharField(blank=True, max_length=100)),
-                ('error_message', models.TextField(blank=True)),
-                ('stream', models.BooleanField(default=False)),
-                ('latency_ms', models.FloatField(blank=True, null=True)),
-                ('ttft_ms', models.FloatField(blank=True, null=True, verbose_name='time to first token (ms)')),
-                ('prompt_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('completion_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('tokens_per_second', models.FloatField(blank=True, null=True)),
-                ('client_ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('user_agent', models.CharField(blank=True, max_length=300)),
-                ('client_gone', models.BooleanField(default=False, help_text='The client went away before the answer ended.')),
-                ('prompt_preview', models.TextField(blank=True)),
-                ('completion_preview', models.TextField(blank=True)),
-                ('api_key', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='gateway.apikey')),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("request_id", models.CharField(db_index=True, max_length=32)),
+                ("created", models.DateTimeField(default=django.utils.timezone.now)),
+                ("key_name", models.CharField(blank=True, max_length=100)),
+                ("endpoint", models.CharField(max_length=100)),
+                ("method", models.CharField(default="POST", max_length=10)),
+                ("model_requested", models.CharField(blank=True, max_length=200)),
+                ("model_used", models.CharField(blank=True, max_length=200)),
+                ("backend", models.CharField(blank=True, max_length=300)),
+                ("status", models.PositiveSmallIntegerField()),
+                ("error_type", models.CharField(blank=True, max_length=100)),
+                ("error_message", models.TextField(blank=True)),
+                ("stream", models.BooleanField(default=False)),
+                ("latency_ms", models.FloatField(blank=True, null=True)),
+                ("ttft_ms", models.FloatField(blank=True, null=True, verbose_name="time to first token (ms)")),
+                ("prompt_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("completion_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("tokens_per_second", models.FloatField(blank=True, null=True)),
+                ("client_ip", models.GenericIPAddressField(blank=True, null=True)),
+                ("user_agent", models.CharField(blank=True, max_length=300)),
+                (
+                    "client_gone",
+                    models.BooleanField(default=False, help_text="The client went away before the answer ended."),
+                ),
+                ("prompt_preview", models.TextField(blank=True)),
+                ("completion_preview", models.TextField(blank=True)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="gateway.apikey",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created', '-id'],
-                'indexes': [models.Index(fields=['created'], name='gateway_req_created_3c8661_idx'), models.Index(fields=['model_used', 'created'], name='gateway_req_model_u_31110f_idx'), models.Index(fields=['model_requested', 'created'], name='gateway_req_model_r_12017c_idx'), models.Index(fields=['api_key', 'created'], name='gateway_req_api_key_84df6a_idx'), models.Index(fields=['status', 'created'], name='gateway_req_status_f1a8bc_idx'), models.Index(fields=['endpoint', 'created'], name='gateway_req_endpoin_0f7e8c_idx')],
+                "ordering": ["-created", "-id"],
+                "indexes": [
+                    models.Index(fields=["created"], name="gateway_req_created_3c8661_idx"),
+                    models.Index(fields=["model_used", "created"], name="gateway_req_model_u_31110f_idx"),
+                    models.Index(fields=["model_requested", "created"], name="gateway_req_model_r_12017c_idx"),
+                    models.Index(fields=["api_key", "created"], name="gateway_req_api_key_84df6a_idx"),
+                    models.Index(fields=["status", "created"], name="gateway_req_status_f1a8bc_idx"),
+                    models.Index(fields=["endpoint", "created"], name="gateway_req_endpoin_0f7e8c_idx"),
+                ],
             },
         ),
     ]

@@ -1,0 +1,146 @@
+"""Which model a request names, and which of its backends serves it: fewest in flight, weights, cool-off."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from gateway import errors
+from gateway.models import LLMModel
+from gateway.upstream import Target
+
+
+@dataclass
+class BackendInfo:
+    id: int
+    target: Target
+    weight: int
+    max_concurrent: int
+
+
+@dataclass
+class ModelInfo:
+    """A registry entry as the request path needs it, detached from the ORM so it can be cached."""
+
+    id: int
+    model_id: str
+    kind: str
+    prompt_format: str
+    default_params: dict
+    max_tokens_cap: int | None
+    context_length: int | None
+    request_timeout: float
+    owned_by: str
+    created: int
+    backends: list[BackendInfo] = field(default_factory=list)
+
+
+@dataclass
+class _BackendState:
+    in_flight: int = 0
+    down_until: float = 0.0
+
+
+_registry: dict[str, ModelInfo] = {}
+_registry_loaded = 0.0
+_state: dict[int, _BackendState] = {}
+
+
+def _load_registry() -> dict[str, ModelInfo]:
+    entries: dict[str, ModelInfo] = {}
+    for model in LLMModel.objects.enabled().prefetch_related("backends"):
+        info = ModelInfo(
+            id=model.id,
+            model_id=model.model_id,
+            kind=model.kind,
+            prompt_format=model.prompt_format,
+            default_params=dict(model.default_params or {}),
+            max_tokens_cap=model.max_tokens_cap,
+            context_length=model.context_length,
+            request_timeout=model.request_timeout,
+            owned_by=model.owned_by,
+            created=int(model.created.timestamp()),
+            backends=[
+                BackendInfo(b.id, Target(b.base_url.rstrip("/"), b.api_key), b.weight, b.max_concurrent)
+                for b in model.backends.all()
+                if b.enabled
+            ],
+        )
+        for name in [model.model_id, *(model.aliases or [])]:
+            entries.setdefault(name, info)
+    return entries
+
+
+async def registry() -> dict[str, ModelInfo]:
+    """Enabled models by id and alias, reloaded at most every REGISTRY_CACHE_SECONDS."""
+    global _registry, _registry_loaded
+    if time.monotonic() - _registry_loaded > settings.REGISTRY_CACHE_SECONDS:
+        _registry = await sync_to_async(_load_registry)()
+        _registry_loaded = time.monotonic()
+    return _registry
+
+
+def forget_registry() -> None:
+    global _registry_loaded
+    _registry_loaded = 0.0
+
+
+async def resolve(model_id: object, allowed_ids: frozenset[int]) -> ModelInfo:
+    if not isinstance(model_id, str) or not model_id:
+        raise errors.invalid("you must provide a model parameter", param="model", code="missing_model")
+    models = await registry()
+    info = models.get(model_id)
+    if info is None:
+        raise errors.not_found(f"The model `{model_id}` does not exist or is not enabled.")
+    if allowed_ids and info.id not in allowed_ids:
+        raise errors.forbidden(f"This API key may not use the model `{model_id}`.")
+    return info
+
+
+def candidates(info: ModelInfo) -> list[BackendInfo]:
+    """Backends in the order to try them: healthy ones with room first (least loaded per weight), then the rest."""
+    now = time.monotonic()
+
+    def load(b: BackendInfo) -> tuple[float, float]:
+        return (_state.setdefault(b.id, _BackendState()).in_flight / max(b.weight, 1), random.random())
+
+    def has_room(b: BackendInfo) -> bool:
+        return not b.max_concurrent or _state.setdefault(b.id, _BackendState()).in_flight < b.max_concurrent
+
+    healthy = [b for b in info.backends if _state.setdefault(b.id, _BackendState()).down_until <= now]
+    # Weighted random among the least loaded keeps traffic proportional to weight when every backend is idle.
+    ready = sorted((b for b in healthy if has_room(b)), key=load)
+    if len(ready) > 1 and load(ready[0])[0] == load(ready[1])[0]:
+        tied = [b for b in ready if load(b)[0] == load(ready[0])[0]]
+        first = random.choices(tied, weights=[b.weight for b in tied])[0]
+        ready.remove(first)
+        ready.insert(0, first)
+    return ready
+
+
+def mark_down(backend: BackendInfo) -> None:
+    _state.setdefault(backend.id, _BackendState()).down_until = time.monotonic() + settings.BACKEND_COOLOFF_SECONDS
+
+
+def is_down(backend_id: int) -> bool:
+    return _state.get(backend_id, _BackendState()).down_until > time.monotonic()
+
+
+def in_flight(backend_id: int) -> int:
+    return _state.get(backend_id, _BackendState()).in_flight
+
+
+@contextmanager
+def occupy(backend: BackendInfo) -> Iterator[None]:
+    state = _state.setdefault(backend.id, _BackendState())
+    state.in_flight += 1
+    try:
+        yield
+    finally:
+        state.in_flight -= 1

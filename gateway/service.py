@@ -1,0 +1,414 @@
+"""The gateway's request logic: validate, route, call llama-server with failover, translate to OpenAI's shapes.
+
+Views (the HTTP API) and the dashboard's chat consumer both call in here, so routing, limits and logging are one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import struct
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from gateway import errors, images, limits, prompts, requestlog, routing, schemas, upstream
+from gateway.models import APIKey, ModelKind, PromptFormat
+from gateway.requestlog import RequestRecord
+from gateway.routing import ModelInfo
+
+Chunk = dict[str, Any]
+FINISH_REASONS = {"limit": "length", "eos": "stop", "word": "stop", "none": "stop"}
+# OpenAI fields with a different name or meaning in llama-server's own /completion API.
+COMPLETION_FIELD_MAP = {"max_tokens": "n_predict", "temperature": "temperature", "top_p": "top_p", "seed": "seed",
+                        "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty",
+                        "logit_bias": "logit_bias"}  # fmt: skip
+
+
+def _as_api_error(exc: upstream.UpstreamError) -> errors.APIError:
+    if exc.is_timeout:
+        return errors.timeout(str(exc))
+    if 400 <= exc.status < 500:
+        error = exc.body.get("error") if isinstance(exc.body.get("error"), dict) else {}
+        return errors.APIError(exc.status, str(exc), error.get("type") or "invalid_request_error")
+    if exc.status == 503:
+        return errors.unavailable(str(exc))
+    return errors.APIError(502, str(exc), "server_error", None, "bad_gateway")
+
+
+async def _post(info: ModelInfo, path: str, payload: dict, record: RequestRecord) -> dict:
+    """POST to the first backend that answers; a refused connection or a 5xx moves on to the next."""
+    last: upstream.UpstreamError | None = None
+    for backend in routing.candidates(info):
+        with routing.occupy(backend):
+            try:
+                result = await upstream.post_json(backend.target, path, payload, info.request_timeout)
+            except upstream.UpstreamError as exc:
+                if not exc.retryable:
+                    record.backend = backend.target.base_url
+                    raise _as_api_error(exc) from exc
+                routing.mark_down(backend)
+                last = exc
+                continue
+        record.backend = backend.target.base_url
+        return result
+    raise errors.unavailable(f"No backend of `{info.model_id}` is available" + (f": {last}" if last else "."))
+
+
+async def _open_stream(info: ModelInfo, path: str, payload: dict, record: RequestRecord) -> AsyncIterator[bytes]:
+    """Backend SSE payloads; failover happens until the first event arrives, after that the backend is chosen."""
+    last: upstream.UpstreamError | None = None
+    for backend in routing.candidates(info):
+        with routing.occupy(backend):
+            events = upstream.stream_events(backend.target, path, payload, info.request_timeout)
+            try:
+                first = await anext(events)
+            except upstream.UpstreamError as exc:
+                await events.aclose()
+                if not exc.retryable:
+                    raise _as_api_error(exc) from exc
+                routing.mark_down(backend)
+                last = exc
+                continue
+            except StopAsyncIteration:
+                raise errors.APIError(502, "backend closed the stream", "server_error") from None
+            record.backend = backend.target.base_url
+            try:
+                yield first
+                async for event in events:
+                    yield event
+            finally:
+                await events.aclose()
+            return
+    raise errors.unavailable(f"No backend of `{info.model_id}` is available" + (f": {last}" if last else "."))
+
+
+async def _start_stream(info: ModelInfo, path: str, payload: dict, record: RequestRecord) -> AsyncIterator[bytes]:
+    """Open the stream and wait for its first event, so that errors before it become plain HTTP errors."""
+    stream = _open_stream(info, path, payload, record)
+    first = await anext(stream)
+
+    async def replay() -> AsyncIterator[bytes]:
+        yield first
+        async for event in stream:
+            yield event
+
+    return replay()
+
+
+def _error_chunk(exc: Exception) -> Chunk:
+    if isinstance(exc, upstream.UpstreamError):
+        exc = _as_api_error(exc)
+    if isinstance(exc, errors.APIError):
+        return exc.body()
+    return {"error": {"message": "internal error", "type": "server_error", "param": None, "code": None}}
+
+
+def _count_usage(record: RequestRecord, usage: dict | None, timings: dict | None = None) -> None:
+    if usage:
+        record.prompt_tokens = usage.get("prompt_tokens", record.prompt_tokens)
+        record.completion_tokens = usage.get("completion_tokens", record.completion_tokens)
+    if timings and timings.get("predicted_per_second"):
+        record.tokens_per_second = round(float(timings["predicted_per_second"]), 2)
+
+
+def _effective_max_tokens(info: ModelInfo, data: dict) -> int | None:
+    asked = data.get("max_completion_tokens") or data.get("max_tokens")
+    cap = info.max_tokens_cap
+    return min(asked, cap) if asked and cap else asked or cap
+
+
+async def _admit(key: APIKey, info: ModelInfo, record: RequestRecord) -> limits.Lease | None:
+    record.model_used = info.model_id
+    return await limits.admit(key, record.request_id, info.request_timeout)
+
+
+# --- chat completions ---
+
+
+def _server_chat_payload(info: ModelInfo, data: dict, extra: dict) -> dict:
+    payload = {**info.default_params, **{k: v for k, v in data.items() if v is not None}, **extra}
+    payload.pop("max_completion_tokens", None)
+    payload.pop("user", None)
+    payload["model"] = info.model_id
+    max_tokens = _effective_max_tokens(info, data)
+    if max_tokens:
+        payload["max_tokens"] = max_tokens
+    if data.get("stream"):
+        # Always ask for usage: the log needs it; the client gets the chunk only if it asked.
+        payload["stream_options"] = {**(data.get("stream_options") or {}), "include_usage": True}
+    return payload
+
+
+def _template_payload(info: ModelInfo, data: dict, extra: dict) -> dict:
+    for field in ("tools", "tool_choice", "logprobs", "top_logprobs", "parallel_tool_calls"):
+        if data.get(field):
+            raise errors.invalid(
+                f"'{field}' needs the model's own chat template: `{info.model_id}` uses the gateway-side "
+                f"'{info.prompt_format}' format",
+                param=field,
+            )
+    prompt, stops = prompts.render(info.prompt_format, data["messages"])
+    payload: dict[str, Any] = {**info.default_params, "prompt": prompt, "stream": bool(data.get("stream"))}
+    for name, native in COMPLETION_FIELD_MAP.items():
+        if data.get(name) is not None:
+            payload[native] = data[name]
+    payload["n_predict"] = _effective_max_tokens(info, data) or -1
+    payload["stop"] = stops + (data.get("stop") or [])
+    response_format = data.get("response_format") or {}
+    if response_format.get("type") == "json_object":
+        payload["json_schema"] = {"type": "object"}
+    elif response_format.get("type") == "json_schema":
+        payload["json_schema"] = (response_format.get("json_schema") or {}).get("schema", {})
+    # llama.cpp's own sampling fields (top_k, min_p, …) pass through; it refuses what it does not know.
+    return {**payload, **extra}
+
+
+def _chunk(record: RequestRecord, model: str, delta: dict, finish_reason: str | None = None) -> Chunk:
+    return {
+        "id": f"chatcmpl-{record.request_id}",
+        "object": "chat.completion.chunk",
+        "created": int(record.created.timestamp()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
+
+
+async def _relay_server_stream(
+    events: AsyncIterator[bytes], record: RequestRecord, model: str, include_usage: bool, text_key: str
+) -> AsyncIterator[Chunk | None]:
+    """llama-server's OpenAI-shaped stream, with our model id; None marks a keep-alive."""
+    try:
+        async for raw in events:
+            if not raw:
+                yield None
+                continue
+            if raw == b"[DONE]":
+                break
+            event = json.loads(raw)
+            if "error" in event:
+                yield event
+                return
+            event["model"] = model
+            choices = event.get("choices") or []
+            if choices and (choices[0].get("delta", {}).get(text_key) or choices[0].get(text_key)):
+                record.mark_first_token()
+            if event.get("usage") or event.get("timings"):
+                _count_usage(record, event.get("usage"), event.get("timings"))
+            if not choices and not include_usage:
+                continue
+            if not include_usage:
+                event.pop("usage", None)
+            yield event
+    except (upstream.UpstreamError, ValueError) as exc:
+        yield _error_chunk(exc)
+
+
+async def _relay_completion_stream(
+    events: AsyncIterator[bytes], record: RequestRecord, model: str, include_usage: bool
+) -> AsyncIterator[Chunk | None]:
+    """llama.cpp's /completion stream, translated into chat.completion.chunk objects."""
+    yield _chunk(record, model, {"role": "assistant", "content": ""})
+    try:
+        async for raw in events:
+            if not raw:
+                yield None
+                continue
+            event = json.loads(raw)
+            if "error" in event:
+                yield event
+                return
+            if event.get("content"):
+                record.mark_first_token()
+                yield _chunk(record, model, {"content": event["content"]})
+            if event.get("stop"):
+                usage = _completion_usage(event)
+                _count_usage(record, usage, event.get("timings"))
+                yield _chunk(record, model, {}, FINISH_REASONS.get(event.get("stop_type", "none"), "stop"))
+                if include_usage:
+                    yield {**_chunk(record, model, {}), "choices": [], "usage": usage}
+                return
+    except (upstream.UpstreamError, ValueError) as exc:
+        yield _error_chunk(exc)
+
+
+def _completion_usage(result: dict) -> dict:
+    prompt = int(result.get("tokens_evaluated") or 0)
+    completion = int(result.get("tokens_predicted") or 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _chat_from_completion(record: RequestRecord, model: str, result: dict) -> dict:
+    return {
+        "id": f"chatcmpl-{record.request_id}",
+        "object": "chat.completion",
+        "created": int(record.created.timestamp()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.get("content", "")},
+                "logprobs": None,
+                "finish_reason": FINISH_REASONS.get(result.get("stop_type", "none"), "stop"),
+            }
+        ],
+        "usage": _completion_usage(result),
+    }
+
+
+async def chat(key: APIKey, body: Any, record: RequestRecord) -> dict | AsyncIterator[Chunk | None]:
+    """A chat completion: a response dict, or (stream) an iterator of chunks where None is a keep-alive."""
+    data, extra = schemas.validate(schemas.ChatRequestSerializer, body, extra_allowed=True)
+    record.model_requested = data["model"]
+    record.stream = data["stream"]
+    info = await routing.resolve(data["model"], key.allowed_model_ids)
+    if info.kind == ModelKind.EMBEDDING:
+        raise errors.invalid(f"`{info.model_id}` is an embedding model: use /v1/embeddings", param="model")
+    images.check_messages(data["messages"], vision=info.kind == ModelKind.VISION)
+    if record.store_previews:
+        record.prompt_preview = prompts.message_text(data["messages"][-1].get("content"))
+    server_route = info.prompt_format == PromptFormat.SERVER or info.kind == ModelKind.VISION
+    if server_route:
+        path, payload = "/v1/chat/completions", _server_chat_payload(info, data, extra)
+    else:
+        path, payload = "/completion", _template_payload(info, data, extra)
+    lease = await _admit(key, info, record)
+    try:
+        if data["stream"]:
+            events = await _start_stream(info, path, payload, record)
+            include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+            if server_route:
+                relay = _relay_server_stream(events, record, data["model"], include_usage, "content")
+            else:
+                relay = _relay_completion_stream(events, record, data["model"], include_usage)
+            return _releasing(relay, lease, record)
+        result = await _post(info, path, payload, record)
+    except BaseException:
+        await limits.release(lease, 0)
+        raise
+    if server_route:
+        result["model"] = data["model"]
+    else:
+        result = _chat_from_completion(record, data["model"], result)
+    _count_usage(record, result.get("usage"), result.get("timings"))
+    record.mark_first_token()
+    if record.store_previews:
+        record.completion_preview = prompts.message_text(result["choices"][0]["message"].get("content"))
+    await limits.release(lease, _tokens(record))
+    return result
+
+
+def _tokens(record: RequestRecord) -> int:
+    return (record.prompt_tokens or 0) + (record.completion_tokens or 0)
+
+
+async def _releasing(
+    relay: AsyncIterator[Chunk | None], lease: limits.Lease | None, record: RequestRecord
+) -> AsyncIterator[Chunk | None]:
+    """Pass the stream on; free the key's in-flight place and count its tokens however it ends."""
+    try:
+        async for chunk in relay:
+            if record.store_previews and chunk and chunk.get("choices"):
+                delta = chunk["choices"][0].get("delta") or {}
+                record.completion_preview += delta.get("content") or chunk["choices"][0].get("text") or ""
+            yield chunk
+    finally:
+        await asyncio.shield(limits.release(lease, _tokens(record)))
+
+
+# --- legacy completions ---
+
+
+async def completion(key: APIKey, body: Any, record: RequestRecord) -> dict | AsyncIterator[Chunk | None]:
+    data, extra = schemas.validate(schemas.CompletionRequestSerializer, body, extra_allowed=True)
+    record.model_requested = data["model"]
+    record.stream = data["stream"]
+    info = await routing.resolve(data["model"], key.allowed_model_ids)
+    if info.kind == ModelKind.EMBEDDING:
+        raise errors.invalid(f"`{info.model_id}` is an embedding model: use /v1/embeddings", param="model")
+    payload = {**info.default_params, **{k: v for k, v in data.items() if v is not None}, **extra}
+    payload.pop("user", None)
+    payload.pop("echo", None)
+    max_tokens = _effective_max_tokens(info, data)
+    if max_tokens:
+        payload["max_tokens"] = max_tokens
+    if data["stream"]:
+        payload["stream_options"] = {**(data.get("stream_options") or {}), "include_usage": True}
+    if record.store_previews and isinstance(data["prompt"], str):
+        record.prompt_preview = data["prompt"]
+    lease = await _admit(key, info, record)
+    try:
+        if data["stream"]:
+            events = await _start_stream(info, "/v1/completions", payload, record)
+            include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+            relay = _relay_server_stream(events, record, data["model"], include_usage, "text")
+            return _releasing(relay, lease, record)
+        result = await _post(info, "/v1/completions", payload, record)
+    except BaseException:
+        await limits.release(lease, 0)
+        raise
+    result["model"] = data["model"]
+    _count_usage(record, result.get("usage"), result.get("timings"))
+    record.mark_first_token()
+    await limits.release(lease, _tokens(record))
+    return result
+
+
+# --- embeddings ---
+
+
+async def embeddings(key: APIKey, body: Any, record: RequestRecord) -> dict:
+    data, _ = schemas.validate(schemas.EmbeddingRequestSerializer, body, extra_allowed=False)
+    record.model_requested = data["model"]
+    info = await routing.resolve(data["model"], key.allowed_model_ids)
+    if info.kind != ModelKind.EMBEDDING:
+        raise errors.invalid(f"`{info.model_id}` is not an embedding model", param="model")
+    payload = {"input": data["input"], "model": info.model_id, "encoding_format": "float"}
+    lease = await _admit(key, info, record)
+    try:
+        result = await _post(info, "/v1/embeddings", payload, record)
+    finally:
+        await limits.release(lease, 0)
+    result["model"] = data["model"]
+    if data["encoding_format"] == "base64":
+        for item in result.get("data", []):
+            vector = item["embedding"]
+            item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    usage = result.get("usage") or {}
+    record.prompt_tokens = usage.get("prompt_tokens")
+    record.mark_first_token()
+    await limits.release(lease, usage.get("total_tokens") or 0)
+    return result
+
+
+# --- for the dashboard ---
+
+
+def dashboard_key(user: AbstractBaseUser) -> APIKey:
+    """The signed-in user's internal key: dashboard chats count against its limits and carry its name in logs."""
+    key = APIKey.objects.filter(owner=user, name=f"dashboard: {user.get_username()}", revoked=False).first()
+    if key is None:
+        key, _plaintext = APIKey.objects.create_key(name=f"dashboard: {user.get_username()}", owner=user)
+    key.allowed_model_ids = frozenset(key.allowed_models.values_list("id", flat=True))  # type: ignore[attr-defined]
+    return key
+
+
+async def logged(stream: AsyncIterator[Chunk | None], record: RequestRecord) -> AsyncIterator[Chunk | None]:
+    """Pass a stream on, and submit its log record however it ends (finished, failed, or cancelled)."""
+    status = 200
+    try:
+        async for chunk in stream:
+            if chunk and "error" in chunk:
+                error = chunk["error"]
+                record.error_type = str(error.get("type") or "server_error")
+                record.error_message = str(error.get("message") or "")
+            yield chunk
+    except (asyncio.CancelledError, GeneratorExit):
+        record.client_gone = True
+        status = 499
+        raise
+    finally:
+        record.finish(status if not record.error_type else 502)
+        requestlog.submit(record)

@@ -1,0 +1,62 @@
+"""Gateway test fixtures: the app served by daphne over the test database, real backends, keys, an SDK client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from gateway.llama import free_port
+from gateway.models import APIKey, ModelKind, PromptFormat
+from gateway.registry import register_model
+from tests.fake_llama import FakeLlama
+from tests.live import database_url, start_daphne, stop_process
+
+
+@pytest.fixture(scope="session")
+def live_gateway(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
+    """Base URL of the gateway served by a real daphne process over the test database."""
+    process, url = start_daphne({"DATABASE_URL": database_url(), "LOG_FLUSH_INTERVAL": "0.1"})
+    yield url
+    stop_process(process)
+
+
+@pytest.fixture
+def chat_model(transactional_db: None, llama_chat: object) -> str:
+    """The real small model through the backend's own chat template (prompt format `server`)."""
+    register_model("gemma", [llama_chat.url], kind=ModelKind.CHAT)  # type: ignore[attr-defined]
+    return "gemma"
+
+
+@pytest.fixture
+def template_model(transactional_db: None, llama_chat: object) -> str:
+    """The same real model through the gateway-side Gemma template and /completion."""
+    register_model("gemma-tpl", [llama_chat.url], kind=ModelKind.CHAT, prompt_format=PromptFormat.GEMMA)  # type: ignore[attr-defined]
+    return "gemma-tpl"
+
+
+@pytest.fixture
+def embedding_model(transactional_db: None, llama_embed: object) -> str:
+    register_model("gemma-embed", [llama_embed.url], kind=ModelKind.EMBEDDING)  # type: ignore[attr-defined]
+    return "gemma-embed"
+
+
+@pytest.fixture
+def api_key(transactional_db: None) -> str:
+    """Plaintext of a key with no limits, allowed every model."""
+    _, plaintext = APIKey.objects.create_key(name="alice's key")
+    return plaintext
+
+
+@pytest.fixture
+def client(live_gateway: str, api_key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{live_gateway}/v1", api_key=api_key, max_retries=0, timeout=120)
+
+
+@pytest.fixture
+def fake_llama() -> Iterator[FakeLlama]:
+    """A recording fake backend, for faults the real server cannot be made to show."""
+    fake = FakeLlama(free_port()).start_in_thread()
+    yield fake
+    fake.stop()

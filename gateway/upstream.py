@@ -1,0 +1,126 @@
+"""The llama-server client: one pooled aiohttp session per event loop; nothing else talks to backends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+
+_sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+
+
+class UpstreamError(Exception):
+    """A backend failed. `retryable` failures happened before the backend did any work: try the next one."""
+
+    def __init__(self, message: str, status: int = 0, body: dict | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body or {}
+        self.retryable = retryable
+
+    @property
+    def is_timeout(self) -> bool:
+        return self.status == 504
+
+
+@dataclass(frozen=True)
+class Target:
+    base_url: str
+    api_key: str = ""
+
+    def headers(self) -> dict[str, str]:
+        # Only what llama-server needs: client headers (X-Conversation-Id above all) are never forwarded.
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+
+def session() -> aiohttp.ClientSession:
+    loop = asyncio.get_running_loop()
+    current = _sessions.get(loop)
+    if current is None or current.closed:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        current = aiohttp.ClientSession(connector=connector, auto_decompress=False, skip_auto_headers=["User-Agent"])
+        _sessions[loop] = current
+    return current
+
+
+async def close_sessions() -> None:
+    for loop, current in list(_sessions.items()):
+        if loop is asyncio.get_running_loop():
+            await current.close()
+            del _sessions[loop]
+
+
+def _error_from(status: int, raw: bytes) -> UpstreamError:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = {}
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else raw[:500].decode(errors="replace")
+    # A 5xx before any output means this backend is unwell: another one may serve the request.
+    return UpstreamError(message or f"backend answered {status}", status, body, retryable=status >= 500)
+
+
+def _timeout(seconds: float, connect: float = 5.0) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, connect=connect, sock_read=seconds)
+
+
+async def post_json(target: Target, path: str, payload: dict, timeout: float) -> dict:
+    try:
+        async with session().post(
+            target.base_url + path, json=payload, headers=target.headers(), timeout=_timeout(timeout)
+        ) as response:
+            raw = await response.read()
+            if response.status >= 400:
+                raise _error_from(response.status, raw)
+            return json.loads(raw)
+    except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+        raise UpstreamError(f"cannot reach backend: {exc}", 503, retryable=True) from exc
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamError(f"backend did not answer within {timeout:.0f} s", 504) from exc
+    except (aiohttp.ClientError, ValueError) as exc:
+        raise UpstreamError(f"backend failed: {exc}", 502) from exc
+
+
+async def get(target: Target, path: str, timeout: float) -> tuple[int, bytes]:
+    """A GET for probes: (status, body); raises UpstreamError when the backend cannot be reached."""
+    try:
+        async with session().get(
+            target.base_url + path, headers=target.headers(), timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as response:
+            return response.status, await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise UpstreamError(f"cannot reach backend: {exc.__class__.__name__} {exc}", 503) from exc
+
+
+async def stream_events(target: Target, path: str, payload: dict, timeout: float) -> AsyncIterator[bytes]:
+    """Yield each SSE line's payload (after `data: `) as it arrives; comment lines yield b"" (keep-alive).
+
+    Errors before the first byte raise UpstreamError; a failure later ends the iteration with UpstreamError too,
+    and the caller turns it into one error event. Leaving the iteration early (the client went away) closes the
+    connection, which is how llama-server learns to cancel the generation and free its slot.
+    """
+    try:
+        async with session().post(
+            target.base_url + path, json=payload, headers=target.headers(), timeout=_timeout(timeout)
+        ) as response:
+            if response.status >= 400:
+                raise _error_from(response.status, await response.read())
+            async for line in response.content:
+                line = line.rstrip(b"\r\n")
+                if line.startswith(b"data:"):
+                    yield line[5:].lstrip()
+                elif line.startswith(b":"):
+                    yield b""
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamError(f"cannot reach backend: {exc}", 503, retryable=True) from exc
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamError(f"backend went silent for {timeout:.0f} s", 504) from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(f"backend failed: {exc}", 502) from exc

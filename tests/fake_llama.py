@@ -1,0 +1,163 @@
+"""A fake llama-server for fault injection, request recording and benchmarks that isolate the gateway's own cost.
+
+It answers at once with llama-server's response shapes. It never replaces the real server in the suite: tests
+use it only where a real one cannot misbehave on demand (errors, silence, mid-stream failure) or cannot be had
+(a vision model). Run alone for benchmarks: `python -m tests.fake_llama --port 8090 [--tokens 16]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class FakeLlama:
+    port: int
+    tokens: int = 16
+    # "ok", "error_400", "error_500", "silent" (never answers), "midstream_error" (fails after two chunks)
+    behaviour: str = "ok"
+    received: list[dict] = field(default_factory=list)
+    record: bool = True
+    _loop: asyncio.AbstractEventLoop | None = None
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # --- handlers ---
+
+    async def _remember(self, request: web.Request) -> dict:
+        body = await request.json() if request.can_read_body else {}
+        if self.record:
+            self.received.append({"path": request.path, "headers": dict(request.headers), "json": body})
+        return body
+
+    async def _failure(self) -> web.Response | None:
+        if self.behaviour == "error_400":
+            error = {
+                "code": 400,
+                "message": "the request exceeds the available context size",
+                "type": "exceed_context_size_error",
+            }
+            return web.json_response({"error": error}, status=400)
+        if self.behaviour == "error_500":
+            return web.json_response({"error": {"code": 500, "message": "boom", "type": "server_error"}}, status=500)
+        if self.behaviour == "silent":
+            await asyncio.sleep(3600)
+        return None
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def slots(self, request: web.Request) -> web.Response:
+        return web.json_response([{"id": 0, "is_processing": False}, {"id": 1, "is_processing": False}])
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._remember(request)
+        failure = await self._failure()
+        if failure:
+            return failure
+        created = int(time.time())
+        usage = {"prompt_tokens": 5, "completion_tokens": self.tokens, "total_tokens": 5 + self.tokens}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": " tok" * self.tokens}
+            choice = {"index": 0, "message": message, "finish_reason": "length"}
+            return web.json_response(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": "fake",
+                    "choices": [choice],
+                    "usage": usage,
+                }  # fmt: skip
+            )
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def send(delta: dict, finish: str | None = None) -> None:
+            chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created, "model": "fake",
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+
+        await send({"role": "assistant", "content": None})
+        for index in range(self.tokens):
+            if self.behaviour == "midstream_error" and index == 2:
+                error = {"error": {"code": 500, "message": "backend crashed", "type": "server_error"}}
+                await response.write(b"data: " + json.dumps(error).encode() + b"\n\n")
+                return response
+            await send({"content": " tok"})
+        await send({}, "length")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            final = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created, "model": "fake",
+                     "choices": [], "usage": usage}  # fmt: skip
+            await response.write(b"data: " + json.dumps(final).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = await self._remember(request)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [{"object": "embedding", "index": i, "embedding": [0.25, -0.5, 1.0]} for i in range(len(inputs))]
+        return web.json_response(
+            {"object": "list", "data": data, "model": "fake", "usage": {"prompt_tokens": 2, "total_tokens": 2}}
+        )
+
+    # --- running ---
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/slots", self.slots)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/embeddings", self.embeddings)
+        return app
+
+    async def serve(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    def start_in_thread(self) -> FakeLlama:
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self.serve())
+            ready.set()
+            self._loop.run_forever()
+
+        threading.Thread(target=run, daemon=True, name=f"fake-llama-{self.port}").start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self._runner:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--tokens", type=int, default=16)
+    args = parser.parse_args()
+    fake = FakeLlama(args.port, tokens=args.tokens, record=False)
+
+    async def forever() -> None:
+        await fake.serve()
+        await asyncio.Event().wait()
+
+    asyncio.run(forever())
+
+
+if __name__ == "__main__":
+    main()
