@@ -43,4 +43,4 @@ pytest: setup-test
 test: lint pytest
 
 clean:
-	rm -rf $(VENV) staticfiles var/test-db.sqlite3 test-artifacts
+	rm -rf $(VENV) staticfiles var/test-db-*.sqlite3* test-artifacts

@@ -34,10 +34,19 @@ class AnyJSONField(serializers.Field):
         return data
 
 
+class StrictCharField(serializers.CharField):
+    """A string that must arrive as a JSON string: DRF would turn 7 into "7"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("must be a string")
+        return super().to_internal_value(data)
+
+
 class MessageSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=["system", "developer", "user", "assistant", "tool"])
     content = AnyJSONField((str, list), allow_null=True, required=False)
-    name = serializers.CharField(required=False)
+    name = StrictCharField(required=False)
     tool_calls = AnyJSONField((list,), required=False)
     tool_call_id = serializers.CharField(required=False)
 
@@ -64,7 +73,7 @@ class MessageSerializer(serializers.Serializer):
 class SamplingSerializer(serializers.Serializer):
     """Fields shared by chat and legacy completions."""
 
-    model = serializers.CharField()
+    model = StrictCharField()
     stream = serializers.BooleanField(required=False, default=False)
     stream_options = AnyJSONField((dict,), required=False, allow_null=True)
     max_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
@@ -76,7 +85,7 @@ class SamplingSerializer(serializers.Serializer):
     presence_penalty = serializers.FloatField(required=False, allow_null=True, min_value=-2, max_value=2)
     frequency_penalty = serializers.FloatField(required=False, allow_null=True, min_value=-2, max_value=2)
     logit_bias = AnyJSONField((dict,), required=False, allow_null=True)
-    user = serializers.CharField(required=False, allow_blank=True)
+    user = StrictCharField(required=False, allow_blank=True)
 
 
 class ChatRequestSerializer(SamplingSerializer):
@@ -103,11 +112,11 @@ class CompletionRequestSerializer(SamplingSerializer):
 
 
 class EmbeddingRequestSerializer(serializers.Serializer):
-    model = serializers.CharField()
+    model = StrictCharField()
     input = AnyJSONField((str, list))
     encoding_format = serializers.ChoiceField(choices=["float", "base64"], required=False, default="float")
     dimensions = serializers.IntegerField(required=False, min_value=1)
-    user = serializers.CharField(required=False, allow_blank=True)
+    user = StrictCharField(required=False, allow_blank=True)
 
     def validate_input(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -126,6 +135,8 @@ def _first_error(detail: Any, path: str = "") -> tuple[str, str]:
     """(param path like `messages[0].content`, message) of the first error in a DRF error tree."""
     if isinstance(detail, dict):
         name, inner = next(iter(detail.items()))
+        if isinstance(name, int):  # DRF reports list items as {index: errors}
+            return _first_error(inner, f"{path}[{name}]")
         name = "" if name == "non_field_errors" else name
         return _first_error(inner, f"{path}.{name}" if path and name else path or name)
     if isinstance(detail, list):

@@ -2,7 +2,7 @@
 
 It answers at once with llama-server's response shapes. It never replaces the real server in the suite: tests
 use it only where a real one cannot misbehave on demand (errors, silence, mid-stream failure) or cannot be had
-(a vision model). Run alone for benchmarks: `python -m tests.fake_llama --port 8090 [--tokens 16]`.
+(a vision model). Run alone for benchmarks: `python -m tests.fake_llama --port 8090 [--tokens 16] [--token-delay 0.02]`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from aiohttp import web
 class FakeLlama:
     port: int
     tokens: int = 16
-    # "ok", "error_400", "error_500", "silent" (never answers), "midstream_error" (fails after two chunks)
+    # "ok", "error_400", "error_500", "silent" (never answers), "midstream_error" (fails after two chunks),
+    # "slow_stream" (a second of silence before each of its chunks)
     behaviour: str = "ok"
     received: list[dict] = field(default_factory=list)
     record: bool = True
+    token_delay: float = 0.0  # seconds between streamed tokens (0: all at once)
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
 
@@ -78,7 +80,7 @@ class FakeLlama:
                     "model": "fake",
                     "choices": [choice],
                     "usage": usage,
-                }  # fmt: skip
+                }
             )
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -89,11 +91,15 @@ class FakeLlama:
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
 
         await send({"role": "assistant", "content": None})
-        for index in range(self.tokens):
+        for index in range(self.tokens if self.behaviour != "slow_stream" else 2):
+            if self.behaviour == "slow_stream":
+                await asyncio.sleep(1)
             if self.behaviour == "midstream_error" and index == 2:
                 error = {"error": {"code": 500, "message": "backend crashed", "type": "server_error"}}
                 await response.write(b"data: " + json.dumps(error).encode() + b"\n\n")
                 return response
+            if self.token_delay and index:
+                await asyncio.sleep(self.token_delay)
             await send({"content": " tok"})
         await send({}, "length")
         if (body.get("stream_options") or {}).get("include_usage"):
@@ -122,7 +128,7 @@ class FakeLlama:
         return app
 
     async def serve(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
@@ -139,9 +145,18 @@ class FakeLlama:
         ready.wait(10)
         return self
 
+    async def _shutdown(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+        # Handlers left hanging ("silent") are cancelled, so the loop stops clean.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
     def stop(self) -> None:
-        if self._loop and self._runner:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        if self._loop:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
             self._loop.call_soon_threadsafe(self._loop.stop)
 
 
@@ -149,8 +164,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--tokens", type=int, default=16)
+    parser.add_argument("--token-delay", type=float, default=0.0, help="seconds between streamed tokens")
     args = parser.parse_args()
-    fake = FakeLlama(args.port, tokens=args.tokens, record=False)
+    fake = FakeLlama(args.port, tokens=args.tokens, record=False, token_delay=args.token_delay)
 
     async def forever() -> None:
         await fake.serve()

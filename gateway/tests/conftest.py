@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
+import httpx
 import openai
 import pytest
 
@@ -17,7 +19,11 @@ from tests.live import database_url, start_daphne, stop_process
 @pytest.fixture(scope="session")
 def live_gateway(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
     """Base URL of the gateway served by a real daphne process over the test database."""
-    process, url = start_daphne({"DATABASE_URL": database_url(), "LOG_FLUSH_INTERVAL": "0.1"})
+    # Small size limits, so that the 413 and image-size paths are cheap to reach.
+    env = {"DATABASE_URL": database_url(), "LOG_FLUSH_INTERVAL": "0.1", "MAX_REQUEST_BYTES": str(2**20),
+           "MAX_IMAGE_BYTES": str(2**16), "IMAGE_URL_ALLOWED_HOSTS": "images.example.org", "BACKEND_COOLOFF_SECONDS": "30",
+           "SSE_KEEPALIVE_SECONDS": "0.5"}  # fmt: skip
+    process, url = start_daphne(env)
     yield url
     stop_process(process)
 
@@ -52,6 +58,15 @@ def api_key(transactional_db: None) -> str:
 @pytest.fixture
 def client(live_gateway: str, api_key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{live_gateway}/v1", api_key=api_key, max_retries=0, timeout=120)
+
+
+def post(
+    live_gateway: str, api_key: str, path: str, body: object, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """A raw POST, for what the SDK hides (status, headers, exact error bodies)."""
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json", **(headers or {})}
+    return httpx.post(f"{live_gateway}{path}", content=content, headers=headers, timeout=60)
 
 
 @pytest.fixture
