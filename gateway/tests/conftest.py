@@ -13,19 +13,6 @@ from gateway.llama import free_port
 from gateway.models import APIKey, ModelKind, PromptFormat
 from gateway.registry import register_model
 from tests.fake_llama import FakeLlama
-from tests.live import database_url, start_daphne, stop_process
-
-
-@pytest.fixture(scope="session")
-def live_gateway(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
-    """Base URL of the gateway served by a real daphne process over the test database."""
-    # Small size limits, so that the 413 and image-size paths are cheap to reach.
-    env = {"DATABASE_URL": database_url(), "LOG_FLUSH_INTERVAL": "0.1", "MAX_REQUEST_BYTES": str(2**20),
-           "MAX_IMAGE_BYTES": str(2**16), "IMAGE_URL_ALLOWED_HOSTS": "images.example.org", "BACKEND_COOLOFF_SECONDS": "30",
-           "SSE_KEEPALIVE_SECONDS": "0.5"}  # fmt: skip
-    process, url = start_daphne(env)
-    yield url
-    stop_process(process)
 
 
 @pytest.fixture
