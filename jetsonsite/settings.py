@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from pathlib import Path
 
 import environ
@@ -10,7 +12,8 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env")
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env")
 
 # State the app creates at run time (SQLite database, model files) lives here.
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
@@ -69,7 +72,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "jetsonsite.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -108,8 +111,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": 20,
         }
     )
-    # A file, not memory, so that a live server in another process sees the tests' data.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # A file, not memory, so that a live server in another process sees the tests' data; one per test run.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -217,3 +220,27 @@ if MONITOR_RAW_RETENTION_HOURS <= 0 or MONITOR_ROLLUP_RETENTION_DAYS <= 0:
     raise ImproperlyConfigured("MONITOR_RAW_RETENTION_HOURS and MONITOR_ROLLUP_RETENTION_DAYS must be positive")
 # Bearer token Prometheus sends to GET /metrics; empty = only staff sessions may read it.
 MONITOR_METRICS_TOKEN = env.str("MONITOR_METRICS_TOKEN", default="")
+
+# --- Request logs ---
+# Record API requests in the database (off only to measure what logging costs).
+LOG_ENABLED = env.bool("LOG_ENABLED", default=True)
+# Store a truncated prompt/completion preview with each row (a key may override this either way).
+LOG_PREVIEWS = env.bool("LOG_PREVIEWS", default=False)
+LOG_PREVIEW_CHARS = env.int("LOG_PREVIEW_CHARS", default=500)
+# Proxies whose X-Forwarded-For is believed (IPs or CIDRs); from anyone else, REMOTE_ADDR is the client.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_proxy!r} is not an IP address or network") from None
+# Rows waiting for the database at most; beyond it new rows are dropped and counted.
+LOG_BUFFER_SIZE = env.int("LOG_BUFFER_SIZE", default=10000)
+# Seconds between batch writes (a full batch is written at once).
+LOG_FLUSH_INTERVAL = env.float("LOG_FLUSH_INTERVAL", default=0.5)
+# Default age beyond which `manage.py prunelogs` deletes rows.
+LOG_RETENTION_DAYS = env.int("LOG_RETENTION_DAYS", default=30)
+if LOG_BUFFER_SIZE < 1 or LOG_FLUSH_INTERVAL <= 0 or LOG_RETENTION_DAYS < 1 or LOG_PREVIEW_CHARS < 1:
+    raise ImproperlyConfigured(
+        "LOG_BUFFER_SIZE, LOG_FLUSH_INTERVAL, LOG_RETENTION_DAYS and LOG_PREVIEW_CHARS must be positive"
+    )
