@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import struct
 from collections.abc import AsyncIterator
@@ -91,9 +92,10 @@ async def _start_stream(info: ModelInfo, path: str, payload: dict, record: Reque
     first = await anext(stream)
 
     async def replay() -> AsyncIterator[bytes]:
-        yield first
-        async for event in stream:
-            yield event
+        async with contextlib.aclosing(stream):
+            yield first
+            async for event in stream:
+                yield event
 
     return replay()
 
@@ -204,6 +206,8 @@ async def _relay_server_stream(
             yield event
     except (upstream.UpstreamError, ValueError) as exc:
         yield _error_chunk(exc)
+    finally:
+        await events.aclose()  # closing the backend connection is what cancels the generation
 
 
 async def _relay_completion_stream(
@@ -232,6 +236,8 @@ async def _relay_completion_stream(
                 return
     except (upstream.UpstreamError, ValueError) as exc:
         yield _error_chunk(exc)
+    finally:
+        await events.aclose()  # closing the backend connection is what cancels the generation
 
 
 def _completion_usage(result: dict) -> dict:
@@ -315,6 +321,7 @@ async def _releasing(
                 record.completion_preview += delta.get("content") or chunk["choices"][0].get("text") or ""
             yield chunk
     finally:
+        await relay.aclose()
         await asyncio.shield(limits.release(lease, _tokens(record)))
 
 
@@ -410,5 +417,6 @@ async def logged(stream: AsyncIterator[Chunk | None], record: RequestRecord) -> 
         status = 499
         raise
     finally:
+        await stream.aclose()
         record.finish(status if not record.error_type else 502)
         requestlog.submit(record)

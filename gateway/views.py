@@ -26,12 +26,9 @@ KEEPALIVE = b": keep-alive\n\n"
 
 
 def _new_record(request: HttpRequest) -> RequestRecord:
-    return RequestRecord(
-        endpoint=request.path,
-        method=request.method or "",
-        client_ip=requestlog.client_ip(request.META),
-        user_agent=request.headers.get("User-Agent", "")[:300],
-    )
+    record = RequestRecord(endpoint=request.path, method=request.method or "")
+    record.set_client(request.META)
+    return record
 
 
 def _read_json(request: HttpRequest) -> Any:
@@ -49,6 +46,7 @@ async def _sse(stream: AsyncIterator[dict | None]) -> AsyncIterator[bytes]:
     """Server-sent events; a comment line keeps the connection alive while the backend is silent."""
     iterator = aiter(stream)
     pending: asyncio.Future | None = None
+    failed = False
     try:
         while True:
             if pending is None:
@@ -68,9 +66,9 @@ async def _sse(stream: AsyncIterator[dict | None]) -> AsyncIterator[bytes]:
                 yield KEEPALIVE
                 continue
             yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
-            if "error" in chunk:
-                return  # as llama-server does: one error event, then the stream ends
-        yield b"data: [DONE]\n\n"
+            failed = failed or "error" in chunk
+        if not failed:  # as llama-server does: after an error event the stream just ends
+            yield b"data: [DONE]\n\n"
     finally:
         # The client went away (or the stream ended): stop the upstream request so its slot is freed.
         if pending is not None and not pending.done():
@@ -87,7 +85,7 @@ async def _api(request: HttpRequest, handler: Handler) -> HttpResponse:
             raise errors.APIError(405, f"Method {request.method} not allowed: use POST", code="method_not_allowed")
         key = await auth.authenticate(request.headers.get("Authorization", ""))
         record.api_key_id, record.key_name, record.owner_id = key.pk, key.name, key.owner_id
-        record.store_previews = settings.LOG_PREVIEWS if key.store_previews is None else key.store_previews
+        record.store_previews = requestlog.previews_allowed(key)
         result = await handler(key, _read_json(request), record)
     except errors.APIError as exc:
         record.error_type, record.error_message = exc.type, exc.message
