@@ -244,3 +244,9 @@ if LOG_BUFFER_SIZE < 1 or LOG_FLUSH_INTERVAL <= 0 or LOG_RETENTION_DAYS < 1 or L
     raise ImproperlyConfigured(
         "LOG_BUFFER_SIZE, LOG_FLUSH_INTERVAL, LOG_RETENTION_DAYS and LOG_PREVIEW_CHARS must be positive"
     )
+
+# --- Dashboard ---
+if REDIS_URL:
+    # redis-py 8 reads with a 5 s socket timeout by default, exactly channels-redis's 5 s blocking pop: every
+    # websocket consumer idle for 5 s would die with "Timeout reading". Reads get room beyond the pop.
+    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [{"address": REDIS_URL, "socket_timeout": 15}]

@@ -1,0 +1,60 @@
+"""Small readers for sysfs/procfs files that may be missing, unreadable or hold garbage: None, never an error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def read_float(path: Path) -> float | None:
+    text = read_text(path)
+    if text is None:
+        return None
+    try:
+        return float(text.split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def meminfo(proc_root: Path) -> dict[str, int]:
+    """/proc/meminfo as bytes by field name."""
+    text = read_text(proc_root / "meminfo") or ""
+    fields: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            fields[name.strip()] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
+    return fields
+
+
+def thermal_zones(sys_root: Path) -> dict[str, float]:
+    """°C by zone type from /sys/class/thermal, without offline zones (Jetson reports them as -256 °C)."""
+    zones: dict[str, float] = {}
+    for zone in sorted((sys_root / "class" / "thermal").glob("thermal_zone*")):
+        name = read_text(zone / "type")
+        millic = read_float(zone / "temp")
+        if not name or millic is None or millic <= -40000:
+            continue
+        zones[name] = round(millic / 1000, 1)
+    return zones
+
+
+def hwmon_temperatures(sys_root: Path) -> dict[str, float]:
+    """°C by "<chip> <label>" from /sys/class/hwmon, which psutil reads too but without Jetson thermal zones."""
+    temps: dict[str, float] = {}
+    for chip in sorted((sys_root / "class" / "hwmon").glob("hwmon*")):
+        chip_name = read_text(chip / "name") or chip.name
+        for sensor in sorted(chip.glob("temp*_input")):
+            millic = read_float(sensor)
+            if millic is None or millic <= -40000:
+                continue
+            label = read_text(chip / sensor.name.replace("_input", "_label")) or sensor.name.removesuffix("_input")
+            temps[f"{chip_name} {label}"] = round(millic / 1000, 1)
+    return temps

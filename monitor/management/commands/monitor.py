@@ -1,0 +1,92 @@
+"""`manage.py monitor`: the sampler process; collects, stores and publishes every MONITOR_INTERVAL seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import connections
+from django.utils import timezone
+
+from monitor.models import prune, roll_up
+from monitor.sampler import Sampler
+
+log = logging.getLogger(__name__)
+
+ROLLUP_EVERY = 300.0  # seconds; the sampler keeps its own node rolled up and pruned without a cron job
+
+
+class Command(BaseCommand):
+    help = "Sample this machine's metrics into the database and publish them to the dashboard until stopped."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--interval", type=float, default=None, help="Seconds between samples.")
+        parser.add_argument("--once", action="store_true", help="Take one sample and exit.")
+
+    def handle(self, *args: object, **options: object) -> None:
+        interval = float(options["interval"] or settings.MONITOR_INTERVAL)  # type: ignore[arg-type]
+        # httpx logs every request at INFO: two lines per backend per second would flood the journal.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        self.shutdown = False
+        asyncio.run(self.run(Sampler(), interval, once=bool(options["once"])))
+
+    def on_signal(self) -> None:
+        self.shutdown = True
+        self.wake.set()
+
+    async def run(self, sampler: Sampler, interval: float, once: bool = False) -> None:
+        self.shutdown = False
+        self.wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.on_signal)
+        self.stdout.write(f"sampling node {sampler.name} every {interval:g} s")
+        next_rollup = time.monotonic() + ROLLUP_EVERY
+        try:
+            # CPU load and network rates are differences: the first sample needs a reading one interval earlier.
+            await asyncio.to_thread(sampler.collect_system)
+            await self.sleep(interval)
+            while not self.shutdown:
+                started = time.monotonic()
+                await self.step(sampler)
+                if once:
+                    break
+                if started >= next_rollup:
+                    next_rollup = started + ROLLUP_EVERY
+                    await sync_to_async(self.maintain)(sampler)
+                await self.sleep(interval - (time.monotonic() - started))
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            await sampler.aclose()
+            await sync_to_async(connections.close_all)()
+        self.stdout.write("sampler stopped")
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep to the next tick, waking at once on SIGTERM."""
+        if seconds > 0 and not self.shutdown:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), seconds)
+
+    async def step(self, sampler: Sampler) -> None:
+        try:
+            await sampler.step()
+        except Exception:
+            # A database restart must not end the sampler: drop the broken connection and try next tick.
+            log.exception("sample failed")
+            await sync_to_async(connections.close_all)()
+
+    def maintain(self, sampler: Sampler) -> None:
+        try:
+            now = timezone.now()
+            if sampler.node is not None:
+                roll_up(now, sampler.node)
+            prune(now, settings.MONITOR_RAW_RETENTION_HOURS, settings.MONITOR_ROLLUP_RETENTION_DAYS)
+        except Exception:
+            log.exception("rollup failed")

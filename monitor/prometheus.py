@@ -1,0 +1,187 @@
+"""Prometheus text exposition: each node's latest sample and the gateway's request counters from RequestLog."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Sum
+
+from gateway.models import RequestLog
+from monitor.models import Node, Sample
+
+
+def _number(value: object) -> str:
+    # %g would round byte counts to six digits; integers stay exact.
+    return str(int(value)) if isinstance(value, int) else repr(float(value))
+
+
+def _escape(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Exposition:
+    """Metric families in the order first added; each gets its HELP and TYPE lines once."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, tuple[str, str, list[str]]] = {}
+
+    def add(self, name: str, kind: str, help: str, value: object, /, **labels: object) -> None:
+        if value is None:
+            return
+        family = self.families.setdefault(name.removesuffix("_sum").removesuffix("_count"), (kind, help, []))
+        label_text = ",".join(f'{key}="{_escape(label)}"' for key, label in labels.items())
+        family[2].append(f"{name}{{{label_text}}} {_number(value)}" if label_text else f"{name} {_number(value)}")
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for name, (kind, help, samples) in self.families.items():
+            lines += [f"# HELP {name} {help}", f"# TYPE {name} {kind}", *samples]
+        return "\n".join(lines) + "\n"
+
+
+def _scaled(value: object, factor: float) -> float | None:
+    return float(value) * factor if isinstance(value, int | float) else None
+
+
+def add_sample(out: Exposition, sample: Sample) -> None:
+    node = sample.node.name
+    data = sample.detail
+    g = "gauge"
+    out.add(
+        "jetson_sample_timestamp_seconds",
+        g,
+        "When the node's latest sample was taken.",
+        sample.time.timestamp(),
+        node=node,
+    )
+    out.add("jetson_cpu_usage_percent", g, "CPU busy, % of all cores.", sample.cpu_percent, node=node)
+    for index, core in enumerate(data.get("cpu", {}).get("cores", [])):
+        out.add("jetson_cpu_core_usage_percent", g, "CPU busy per core, %.", core.get("percent"), node=node, core=index)
+        out.add(
+            "jetson_cpu_core_frequency_hertz",
+            g,
+            "CPU clock per core.",
+            _scaled(core.get("mhz"), 1e6),
+            node=node,
+            core=index,
+        )
+    out.add("jetson_load1", g, "1-minute load average.", sample.load_1, node=node)
+    memory = data.get("memory", {})
+    out.add("jetson_memory_used_bytes", g, "RAM used (total minus available).", sample.ram_used, node=node)
+    out.add("jetson_memory_total_bytes", g, "RAM installed.", sample.ram_total, node=node)
+    out.add("jetson_swap_used_bytes", g, "Swap used.", sample.swap_used, node=node)
+    out.add("jetson_swap_total_bytes", g, "Swap size.", memory.get("swap_total"), node=node)
+    out.add("jetson_gpu_memory_used_bytes", g, "GPU memory used (NvMap on Jetson).", sample.gpu_mem_used, node=node)
+    gpu = data.get("gpu", {})
+    out.add("jetson_gpu_usage_percent", g, "GPU load, %.", sample.gpu_percent, node=node)
+    out.add("jetson_gpu_frequency_hertz", g, "GPU clock.", _scaled(gpu.get("mhz"), 1e6), node=node)
+    out.add(
+        "jetson_emc_frequency_hertz", g, "Memory controller (EMC) clock.", _scaled(gpu.get("emc_mhz"), 1e6), node=node
+    )
+    out.add("jetson_emc_usage_percent", g, "Memory controller (EMC) load, %.", gpu.get("emc_percent"), node=node)
+    out.add("jetson_power_watts", g, "Total board power.", _scaled(sample.power_mw, 1e-3), node=node)
+    for rail, reading in data.get("power", {}).get("rails", {}).items():
+        out.add(
+            "jetson_power_rail_watts",
+            g,
+            "Power per INA3221 rail.",
+            _scaled(reading.get("mw"), 1e-3),
+            node=node,
+            rail=rail,
+        )
+    out.add("jetson_temperature_max_celsius", g, "Hottest sensor.", sample.temp_max, node=node)
+    for sensor, celsius in data.get("temperatures", {}).items():
+        out.add("jetson_temperature_celsius", g, "Temperature per sensor.", celsius, node=node, sensor=sensor)
+    for fan, reading in data.get("fans", {}).items():
+        out.add("jetson_fan_pwm_percent", g, "Fan PWM duty, %.", reading.get("pwm_percent"), node=node, fan=fan)
+        out.add("jetson_fan_rpm", g, "Fan speed.", reading.get("rpm"), node=node, fan=fan)
+    for disk in data.get("disks", []):
+        out.add(
+            "jetson_disk_used_bytes", g, "Disk space used per mount.", disk.get("used"), node=node, mount=disk["mount"]
+        )
+        out.add("jetson_disk_total_bytes", g, "Disk size per mount.", disk.get("total"), node=node, mount=disk["mount"])
+    out.add("jetson_network_receive_bytes_per_second", g, "Network received.", sample.net_rx_bps, node=node)
+    out.add("jetson_network_transmit_bytes_per_second", g, "Network sent.", sample.net_tx_bps, node=node)
+    for card in data.get("gpus", []):
+        labels = {"node": node, "gpu": card.get("index"), "name": card.get("name")}
+        out.add("jetson_nvidia_gpu_usage_percent", g, "Discrete GPU load, %.", card.get("percent"), **labels)
+        out.add(
+            "jetson_nvidia_gpu_memory_used_bytes", g, "Discrete GPU memory used.", card.get("memory_used"), **labels
+        )
+        out.add(
+            "jetson_nvidia_gpu_power_watts", g, "Discrete GPU power.", _scaled(card.get("power_mw"), 1e-3), **labels
+        )
+    for backend in data.get("backends", []):
+        labels = {"node": node, "backend": backend.get("url"), "model": backend.get("model")}
+        out.add(
+            "jetson_backend_up", g, "llama-server answered /slots or /metrics.", int(bool(backend.get("ok"))), **labels
+        )
+        out.add("jetson_backend_slots_busy", g, "llama-server slots processing.", backend.get("slots_busy"), **labels)
+        out.add("jetson_backend_slots_idle", g, "llama-server slots idle.", backend.get("slots_idle"), **labels)
+        c = "counter"
+        out.add(
+            "jetson_backend_prompt_tokens_total",
+            c,
+            "Prompt tokens processed.",
+            backend.get("prompt_tokens_total"),
+            **labels,
+        )
+        out.add(
+            "jetson_backend_predicted_tokens_total",
+            c,
+            "Tokens generated.",
+            backend.get("predicted_tokens_total"),
+            **labels,
+        )
+
+
+def add_gateway(out: Exposition) -> None:
+    rows = (
+        RequestLog.objects.values("model_used", "model_requested", "endpoint", "status")
+        .annotate(
+            n=Count("id"),
+            latency_sum=Sum("latency_ms"),
+            latency_n=Count("latency_ms"),
+            ttft_sum=Sum("ttft_ms"),
+            ttft_n=Count("ttft_ms"),
+            prompt=Sum("prompt_tokens"),
+            completion=Sum("completion_tokens"),
+        )
+        .order_by()
+    )
+    # Fold status (and requested/used model names) away for the per-model series.
+    by_model: dict[tuple[str, str], dict[str, float]] = {}
+    retained = " Counts the request-log rows still retained, so it drops when old rows are deleted."
+    for row in rows:
+        model = row["model_used"] or row["model_requested"]
+        out.add(
+            "jetson_gateway_requests_total",
+            "counter",
+            "API requests by model, endpoint and status." + retained,
+            row["n"],
+            model=model,
+            endpoint=row["endpoint"],
+            status=row["status"],
+        )
+        totals = by_model.setdefault((model, row["endpoint"]), dict.fromkeys(row, 0))
+        for key in ("latency_sum", "latency_n", "ttft_sum", "ttft_n", "prompt", "completion"):
+            totals[key] += row[key] or 0
+    for (model, endpoint), totals in by_model.items():
+        labels = {"model": model, "endpoint": endpoint}
+        help = "API request latency, whole request." + retained
+        out.add("jetson_gateway_request_duration_seconds_sum", "summary", help, totals["latency_sum"] / 1000, **labels)
+        out.add("jetson_gateway_request_duration_seconds_count", "summary", help, totals["latency_n"], **labels)
+        help = "Time to the first token of generation requests." + retained
+        out.add("jetson_gateway_time_to_first_token_seconds_sum", "summary", help, totals["ttft_sum"] / 1000, **labels)
+        out.add("jetson_gateway_time_to_first_token_seconds_count", "summary", help, totals["ttft_n"], **labels)
+        help = "Tokens by kind (prompt, completion)." + retained
+        out.add("jetson_gateway_tokens_total", "counter", help, totals["prompt"], kind="prompt", **labels)
+        out.add("jetson_gateway_tokens_total", "counter", help, totals["completion"], kind="completion", **labels)
+
+
+def render() -> str:
+    out = Exposition()
+    for node in Node.objects.all():
+        latest = Sample.objects.filter(node=node).select_related("node").order_by("-time").first()
+        if latest is not None:
+            add_sample(out, latest)
+    add_gateway(out)
+    return out.render()

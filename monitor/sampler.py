@@ -1,0 +1,173 @@
+"""The sampler: collect from every source, store one Sample row, publish it to the dashboard's channel group."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from gateway.models import Backend
+from monitor.collectors.jetson import JetsonCollector
+from monitor.collectors.linux import LinuxCollector
+from monitor.collectors.llama import LlamaCollector, Target
+from monitor.collectors.nvidia import NvidiaCollector
+from monitor.collectors.tegrastats import TegrastatsCollector
+from monitor.models import Node, Sample
+
+log = logging.getLogger(__name__)
+
+GROUP = "metrics"
+
+
+class Collector(Protocol):
+    def collect(self) -> dict: ...
+
+
+def node_name() -> str:
+    return settings.MONITOR_NODE_NAME or socket.gethostname()
+
+
+def default_collectors() -> list[Collector]:
+    sys_root, proc_root = Path(settings.MONITOR_SYS_ROOT), Path(settings.MONITOR_PROC_ROOT)
+    collectors: list[Collector] = [
+        LinuxCollector(settings.MONITOR_DISKS, sys_root),
+        JetsonCollector(sys_root, proc_root, Path(settings.MONITOR_ETC_ROOT)),
+        NvidiaCollector(),
+    ]
+    if settings.MONITOR_TEGRASTATS_LOG:
+        # Last, so that an operator's tegrastats figures win over what sysfs gave.
+        collectors.append(TegrastatsCollector(Path(settings.MONITOR_TEGRASTATS_LOG)))
+    return collectors
+
+
+def merge(into: dict, part: dict) -> dict:
+    """Nested update: later sources add to or override earlier ones key by key."""
+    for key, value in part.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def _first(*values: object) -> object:
+    return next((value for value in values if value is not None), None)
+
+
+def headline(data: dict) -> dict:
+    """The typed columns of a Sample, from the merged detail."""
+    cpu, memory, gpu = data.get("cpu", {}), data.get("memory", {}), data.get("gpu", {})
+    gpus = data.get("gpus", [])
+    gpu_loads = [card["percent"] for card in gpus if card.get("percent") is not None]
+    gpu_memory = [card["memory_used"] for card in gpus if card.get("memory_used") is not None]
+    gpu_power = [card["power_mw"] for card in gpus if card.get("power_mw") is not None]
+    temps = list(data.get("temperatures", {}).values())
+    backends = data.get("backends", [])
+    busy = [backend["slots_busy"] for backend in backends if "slots_busy" in backend]
+    load = cpu.get("load") or [None]
+    return {
+        "cpu_percent": cpu.get("percent"),
+        "load_1": load[0],
+        "ram_used": memory.get("used"),
+        "ram_total": memory.get("total"),
+        "swap_used": memory.get("swap_used"),
+        # A Jetson's integrated GPU first; otherwise the busiest discrete card.
+        "gpu_percent": _first(gpu.get("percent"), max(gpu_loads) if gpu_loads else None),
+        "gpu_mem_used": _first(memory.get("gpu_shared"), sum(gpu_memory) if gpu_memory else None),
+        "power_mw": _first(data.get("power", {}).get("total_mw"), sum(gpu_power) if gpu_power else None),
+        "temp_max": max(temps) if temps else None,
+        "net_rx_bps": data.get("network", {}).get("rx_bps"),
+        "net_tx_bps": data.get("network", {}).get("tx_bps"),
+        "slots_busy": sum(busy) if busy else None,
+    }
+
+
+def enabled_backends() -> list[Target]:
+    rows = Backend.objects.filter(enabled=True, model__enabled=True).values_list(
+        "base_url", "model__model_id", "api_key"
+    )
+    return [Target(url, model, api_key) for url, model, api_key in rows]
+
+
+class Sampler:
+    """Single steps (collect, store, publish) that the command loops over and tests call one by one."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        collectors: list[Collector] | None = None,
+        llama: LlamaCollector | None = None,
+        backends: Callable[[], list[Target]] = enabled_backends,
+    ) -> None:
+        self.name = name or node_name()
+        self.collectors = default_collectors() if collectors is None else collectors
+        self.llama = llama or LlamaCollector(settings.MONITOR_BACKEND_TIMEOUT)
+        self.backends = backends
+        self.node: Node | None = None
+
+    def collect_system(self) -> dict:
+        data: dict = {}
+        for collector in self.collectors:
+            try:
+                merge(data, collector.collect())
+            except Exception:
+                # A source that breaks loses its own figures, never the whole sample.
+                log.exception("collector %s failed", type(collector).__name__)
+        return data
+
+    async def collect(self) -> dict:
+        targets = await sync_to_async(self.backends)()
+        # The sysfs/psutil reads block: keep them off the loop while the backends are polled.
+        system, backends = await asyncio.gather(
+            asyncio.to_thread(self.collect_system), self.llama.collect(targets), return_exceptions=True
+        )
+        data = system if isinstance(system, dict) else {}
+        if isinstance(system, BaseException):
+            log.error("system collectors failed: %r", system)
+        if isinstance(backends, dict):
+            merge(data, backends)
+        else:
+            log.error("backend poll failed: %r", backends)
+        return data
+
+    def store(self, data: dict) -> Sample:
+        data = dict(data)
+        board = data.pop("board", {})
+        now = timezone.now()
+        if self.node is None:
+            self.node, _ = Node.objects.get_or_create(name=self.name)
+        facts = {
+            "board_model": board.get("model") or self.node.board_model,
+            "l4t_release": board.get("l4t_release") or self.node.l4t_release,
+            "power_mode": board.get("power_mode") or self.node.power_mode,
+        }
+        changed = [field for field, value in facts.items() if getattr(self.node, field) != value]
+        for field, value in facts.items():
+            setattr(self.node, field, value)
+        self.node.last_seen = now
+        self.node.save(update_fields=["last_seen", *changed])
+        sample = Sample(node=self.node, time=now, detail=data, **headline(data))
+        sample.save()
+        return sample
+
+    async def publish(self, sample: Sample) -> None:
+        layer = get_channel_layer()
+        if layer is not None:
+            await layer.group_send(GROUP, {"type": "metrics.sample", "sample": sample.to_dict()})
+
+    async def step(self) -> Sample:
+        data = await self.collect()
+        sample = await sync_to_async(self.store)(data)
+        await self.publish(sample)
+        return sample
+
+    async def aclose(self) -> None:
+        await self.llama.aclose()

@@ -1,0 +1,14 @@
+"""URLs of the monitoring read APIs and the Prometheus endpoint."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from monitor import views
+
+urlpatterns = [
+    path("system/stats", views.SystemStats.as_view(), name="system-stats"),
+    path("api/metrics/history", views.MetricHistory.as_view(), name="metric-history"),
+    path("api/nodes", views.Nodes.as_view(), name="nodes"),
+    path("metrics", views.metrics, name="prometheus-metrics"),
+]
