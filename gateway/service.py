@@ -130,10 +130,11 @@ async def _admit(key: APIKey, info: ModelInfo, record: RequestRecord) -> limits.
 # --- chat completions ---
 
 
-def _server_chat_payload(info: ModelInfo, data: dict, extra: dict) -> dict:
+def _openai_payload(info: ModelInfo, data: dict, extra: dict) -> dict:
+    """The request for llama-server's OpenAI-compatible routes: model defaults, then the client's own values."""
     payload = {**info.default_params, **{k: v for k, v in data.items() if v is not None}, **extra}
-    payload.pop("max_completion_tokens", None)
-    payload.pop("user", None)
+    for gateway_only in ("max_completion_tokens", "user", "echo"):
+        payload.pop(gateway_only, None)
     payload["model"] = info.model_id
     max_tokens = _effective_max_tokens(info, data)
     if max_tokens:
@@ -266,18 +267,13 @@ def _chat_from_completion(record: RequestRecord, model: str, result: dict) -> di
 
 async def chat(key: APIKey, body: Any, record: RequestRecord) -> dict | AsyncIterator[Chunk | None]:
     """A chat completion: a response dict, or (stream) an iterator of chunks where None is a keep-alive."""
-    data, extra = schemas.validate(schemas.ChatRequestSerializer, body, extra_allowed=True)
-    record.model_requested = data["model"]
-    record.stream = data["stream"]
-    info = await routing.resolve(data["model"], key.allowed_model_ids)
-    if info.kind == ModelKind.EMBEDDING:
-        raise errors.invalid(f"`{info.model_id}` is an embedding model: use /v1/embeddings", param="model")
+    data, extra, info = await _generation_request(schemas.ChatRequestSerializer, key, body, record)
     images.check_messages(data["messages"], vision=info.kind == ModelKind.VISION)
     if record.store_previews:
         record.prompt_preview = prompts.message_text(data["messages"][-1].get("content"))
     server_route = info.prompt_format == PromptFormat.SERVER or info.kind == ModelKind.VISION
     if server_route:
-        path, payload = "/v1/chat/completions", _server_chat_payload(info, data, extra)
+        path, payload = "/v1/chat/completions", _openai_payload(info, data, extra)
     else:
         path, payload = "/completion", _template_payload(info, data, extra)
     lease = await _admit(key, info, record)
@@ -298,10 +294,28 @@ async def chat(key: APIKey, body: Any, record: RequestRecord) -> dict | AsyncIte
         result["model"] = data["model"]
     else:
         result = _chat_from_completion(record, data["model"], result)
-    _count_usage(record, result.get("usage"), result.get("timings"))
-    record.mark_first_token()
     if record.store_previews:
         record.completion_preview = prompts.message_text(result["choices"][0]["message"].get("content"))
+    return await _answered(result, lease, record)
+
+
+async def _generation_request(
+    serializer: type, key: APIKey, body: Any, record: RequestRecord
+) -> tuple[dict, dict, ModelInfo]:
+    """Validate a chat or text completion request and find its model."""
+    data, extra = schemas.validate(serializer, body, extra_allowed=True)
+    record.model_requested = data["model"]
+    record.stream = data["stream"]
+    info = await routing.resolve(data["model"], key.allowed_model_ids)
+    if info.kind == ModelKind.EMBEDDING:
+        raise errors.invalid(f"`{info.model_id}` is an embedding model: use /v1/embeddings", param="model")
+    return data, extra, info
+
+
+async def _answered(result: dict, lease: limits.Lease | None, record: RequestRecord) -> dict:
+    """Count a whole (non-streamed) answer's usage and give the key's place back."""
+    _count_usage(record, result.get("usage"), result.get("timings"))
+    record.mark_first_token()
     await limits.release(lease, _tokens(record))
     return result
 
@@ -329,20 +343,8 @@ async def _releasing(
 
 
 async def completion(key: APIKey, body: Any, record: RequestRecord) -> dict | AsyncIterator[Chunk | None]:
-    data, extra = schemas.validate(schemas.CompletionRequestSerializer, body, extra_allowed=True)
-    record.model_requested = data["model"]
-    record.stream = data["stream"]
-    info = await routing.resolve(data["model"], key.allowed_model_ids)
-    if info.kind == ModelKind.EMBEDDING:
-        raise errors.invalid(f"`{info.model_id}` is an embedding model: use /v1/embeddings", param="model")
-    payload = {**info.default_params, **{k: v for k, v in data.items() if v is not None}, **extra}
-    payload.pop("user", None)
-    payload.pop("echo", None)
-    max_tokens = _effective_max_tokens(info, data)
-    if max_tokens:
-        payload["max_tokens"] = max_tokens
-    if data["stream"]:
-        payload["stream_options"] = {**(data.get("stream_options") or {}), "include_usage": True}
+    data, extra, info = await _generation_request(schemas.CompletionRequestSerializer, key, body, record)
+    payload = _openai_payload(info, data, extra)
     if record.store_previews and isinstance(data["prompt"], str):
         record.prompt_preview = data["prompt"]
     lease = await _admit(key, info, record)
@@ -357,10 +359,7 @@ async def completion(key: APIKey, body: Any, record: RequestRecord) -> dict | As
         await limits.release(lease, 0)
         raise
     result["model"] = data["model"]
-    _count_usage(record, result.get("usage"), result.get("timings"))
-    record.mark_first_token()
-    await limits.release(lease, _tokens(record))
-    return result
+    return await _answered(result, lease, record)
 
 
 # --- embeddings ---
@@ -376,18 +375,15 @@ async def embeddings(key: APIKey, body: Any, record: RequestRecord) -> dict:
     lease = await _admit(key, info, record)
     try:
         result = await _post(info, "/v1/embeddings", payload, record)
-    finally:
+    except BaseException:
         await limits.release(lease, 0)
+        raise
     result["model"] = data["model"]
     if data["encoding_format"] == "base64":
         for item in result.get("data", []):
             vector = item["embedding"]
             item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-    usage = result.get("usage") or {}
-    record.prompt_tokens = usage.get("prompt_tokens")
-    record.mark_first_token()
-    await limits.release(lease, usage.get("total_tokens") or 0)
-    return result
+    return await _answered(result, lease, record)
 
 
 # --- for the dashboard ---
