@@ -185,3 +185,27 @@ class InFlight(models.Model):
     api_key = models.ForeignKey(APIKey, on_delete=models.CASCADE, related_name="+")
     request_id = models.CharField(max_length=32, unique=True)
     expires = models.DateTimeField(db_index=True)
+
+
+class UsageBucket(models.Model):
+    """Usage of one model or key in one closed hour or day, computed once from RequestLog rows (gateway.usage).
+
+    A bucket that has been computed has a row with `who` "*" (its totals), even when no request fell in it.
+    """
+
+    group = models.CharField(max_length=4)  # "hour" or "day"
+    by = models.CharField(max_length=5)  # "model" or "key"
+    start = models.DateTimeField()
+    who = models.CharField(max_length=200, help_text='Model id, key id ("" for no key), or "*" for the total.')
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    avg_latency_ms = models.FloatField(null=True)
+    p95_latency_ms = models.FloatField(null=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["group", "by", "start", "who"], name="unique_usage_bucket")]
+
+    def __str__(self) -> str:
+        return f"{self.group} {self.start:%Y-%m-%d %H:%M} {self.by}={self.who}"

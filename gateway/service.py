@@ -13,6 +13,7 @@ import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from gateway import errors, images, limits, prompts, requestlog, routing, schemas, upstream
@@ -330,7 +331,12 @@ async def _releasing(
     """Pass the stream on; free the key's in-flight place and count its tokens however it ends."""
     try:
         async for chunk in relay:
-            if record.store_previews and chunk and chunk.get("choices"):
+            if (
+                record.store_previews
+                and chunk
+                and chunk.get("choices")
+                and len(record.completion_preview) <= settings.LOG_PREVIEW_CHARS
+            ):
                 delta = chunk["choices"][0].get("delta") or {}
                 record.completion_preview += delta.get("content") or chunk["choices"][0].get("text") or ""
             yield chunk

@@ -1,0 +1,93 @@
+"""Django admin for request logs: a read-only list with filters, search, date hierarchy and CSV export."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, StreamingHttpResponse
+from django.utils import timezone
+
+from gateway import requestlog, usage
+from gateway.models import RequestLog
+
+
+class StatusClassFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status_class"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("2", "2xx success"), ("4", "4xx client error"), ("5", "5xx server error")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[RequestLog]) -> QuerySet[RequestLog]:
+        if self.value() in {"2", "4", "5"}:
+            first = int(self.value()) * 100
+            return queryset.filter(status__gte=first, status__lt=first + 100)
+        return queryset
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_lines(queryset: QuerySet[RequestLog]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(requestlog.PUBLIC_FIELDS)
+    for row in queryset.values_list(*requestlog.PUBLIC_FIELDS).iterator(chunk_size=2000):
+        yield writer.writerow(_csv_safe(value) for value in row)
+
+
+def _csv_safe(value: Any) -> Any:
+    # Cells starting with = + - @ run as formulas in spreadsheets; error messages and previews come from clients.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value
+
+
+@admin.action(description="Export selected rows as CSV")
+def export_csv(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[RequestLog]) -> Any:
+    response = StreamingHttpResponse(_csv_lines(queryset.order_by("-created", "-id")), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="request-log-{timezone.now():%Y%m%d-%H%M%S}.csv"'
+    return response
+
+
+@admin.register(RequestLog)
+class RequestLogAdmin(admin.ModelAdmin):
+    list_display = ("created", "endpoint", "status", "model_used", "key_name", "latency_ms", "total_tokens",
+                    "client_ip", "stream", "client_gone")  # fmt: skip
+    list_filter = (StatusClassFilter, "status", "model_used", "api_key", "endpoint", "stream", "created")
+    search_fields = ("request_id", "model_requested", "model_used", "key_name", "error_message", "client_ip")
+    date_hierarchy = "created"
+    list_select_related = False
+    actions = [export_csv]
+    show_full_result_count = False  # a COUNT(*) over millions of rows on every page is not worth it
+    ordering = ("-created", "-id")
+
+    @admin.display(description="tokens")
+    def total_tokens(self, row: RequestLog) -> int | None:
+        if row.prompt_tokens is None and row.completion_tokens is None:
+            return None
+        return (row.prompt_tokens or 0) + (row.completion_tokens or 0)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: RequestLog | None = None) -> list[str]:
+        return [f.name for f in RequestLog._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: RequestLog | None = None) -> bool:
+        return False
+
+    # Deleting stays possible (and is logged by the admin); rows are otherwise pruned by `prunelogs`.
+    def delete_model(self, request: HttpRequest, obj: RequestLog) -> None:
+        super().delete_model(request, obj)
+        usage.forget([obj.created])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RequestLog]) -> None:
+        moments = list(queryset.values_list("created", flat=True))
+        super().delete_queryset(request, queryset)
+        usage.forget(moments)

@@ -1,0 +1,33 @@
+"""Deleting request log rows in primary-key batches, so that pruning millions of rows keeps the database responsive."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from django.db import transaction
+
+from gateway import usage
+from gateway.models import RequestLog
+
+BATCH = 10_000
+
+
+def delete_in_batches(before: datetime | None = None, batch: int = BATCH) -> Iterator[int]:
+    """Delete rows created before `before` (all rows when None), `batch` ids per statement; yield each count."""
+    rows = RequestLog.objects.all() if before is None else RequestLog.objects.filter(created__lt=before)
+    # Rows are inserted in time order, so the old ones are a run of low ids: walk it by id ranges, each
+    # statement short and committed on its own, rather than one long DELETE that locks out the writer.
+    low = rows.order_by("id").values_list("id", flat=True).first()
+    high = rows.order_by("-id").values_list("id", flat=True).first()
+    if low is None or high is None:
+        return
+    try:
+        while low <= high:
+            with transaction.atomic():
+                deleted, _ = rows.filter(id__gte=low, id__lt=low + batch).delete()
+            yield deleted
+            low += batch
+    finally:
+        # Stored usage of the deleted period no longer matches its rows: recompute it if asked again.
+        usage.forget_before(before)
