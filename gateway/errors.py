@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import JsonResponse
 
 
@@ -61,3 +63,20 @@ def unavailable(message: str) -> APIError:
 
 def timeout(message: str) -> APIError:
     return APIError(504, message, "timeout_error", None, "backend_timeout")
+
+
+def first_error(detail: Any, path: str = "") -> tuple[str, str]:
+    """(param path like `messages[0].content`, message) of the first error in a DRF error tree."""
+    if isinstance(detail, dict):
+        name, inner = next(iter(detail.items()))
+        if isinstance(name, int):  # DRF reports list items as {index: errors}
+            return first_error(inner, f"{path}[{name}]")
+        name = "" if name == "non_field_errors" else name
+        return first_error(inner, f"{path}.{name}" if path and name else path or name)
+    if isinstance(detail, list):
+        for index, inner in enumerate(detail):
+            if inner:
+                if isinstance(inner, dict | list):
+                    return first_error(inner, f"{path}[{index}]")
+                return path, str(inner)
+    return path, str(detail)

@@ -24,33 +24,7 @@ from gateway import errors, requestlog, retention, usage
 from gateway.auth import APIKeyAuthentication, LogsScope
 from gateway.models import APIKey, RequestLog
 
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    429: "rate_limit_error",
-}
 MAX_USAGE_BUCKETS = {"hour": 24 * 31, "day": 400}
-
-
-def openai_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's exceptions and our APIError, rendered in OpenAI's error shape."""
-    if isinstance(exc, errors.APIError):
-        return Response(exc.body(), status=exc.status, headers=exc.headers)
-    if not isinstance(exc, exceptions.APIException):
-        return None
-    detail = exc.detail
-    message = str(detail if not isinstance(detail, dict | list) else exc.get_full_details())
-    body = {"error": {"message": message, "type": ERROR_TYPES.get(exc.status_code, "api_error"), "param": None,
-                      "code": exc.get_codes() if isinstance(exc.get_codes(), str) else None}}  # fmt: skip
-    headers = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))
-    return Response(body, status=exc.status_code, headers=headers)
 
 
 class LogsAPIView(APIView):
@@ -59,9 +33,6 @@ class LogsAPIView(APIView):
     # The key class first: an anonymous request then gets 401 with WWW-Authenticate, not 403.
     authentication_classes = [APIKeyAuthentication, SessionAuthentication]
     permission_classes = [LogsScope]
-
-    def get_exception_handler(self) -> Any:
-        return openai_exception_handler
 
 
 # --- Parsing query parameters ------------------------------------------------------------------------------------

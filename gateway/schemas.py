@@ -131,30 +131,13 @@ class EmbeddingRequestSerializer(serializers.Serializer):
         return value
 
 
-def _first_error(detail: Any, path: str = "") -> tuple[str, str]:
-    """(param path like `messages[0].content`, message) of the first error in a DRF error tree."""
-    if isinstance(detail, dict):
-        name, inner = next(iter(detail.items()))
-        if isinstance(name, int):  # DRF reports list items as {index: errors}
-            return _first_error(inner, f"{path}[{name}]")
-        name = "" if name == "non_field_errors" else name
-        return _first_error(inner, f"{path}.{name}" if path and name else path or name)
-    if isinstance(detail, list):
-        for index, inner in enumerate(detail):
-            if inner:
-                if isinstance(inner, dict | list):
-                    return _first_error(inner, f"{path}[{index}]")
-                return path, str(inner)
-    return path, str(detail)
-
-
 def validate(serializer_class: type[serializers.Serializer], body: Any, extra_allowed: bool) -> tuple[dict, dict]:
     """(known fields validated, unknown fields) or APIError 400 naming the field."""
     if not isinstance(body, dict):
         raise errors.invalid("The request body must be a JSON object.")
     serializer = serializer_class(data=body)
     if not serializer.is_valid():
-        param, message = _first_error(serializer.errors)
+        param, message = errors.first_error(serializer.errors)
         raise errors.invalid(f"Invalid value for '{param}': {message}", param=param)
     extra = {k: v for k, v in body.items() if k not in serializer.fields}
     if extra and not extra_allowed:

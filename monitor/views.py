@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -21,7 +20,6 @@ from rest_framework.views import APIView
 from gateway import errors
 from gateway.auth import APIKeyAuthentication, MonitoringScope, bearer_token
 from monitor import prometheus
-from monitor.api_errors import openai_exception_handler
 from monitor.models import METRICS, Node, Sample, series
 from monitor.sampler import node_name
 
@@ -32,9 +30,6 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 class MonitorView(APIView):
     authentication_classes = [SessionAuthentication, APIKeyAuthentication]
     permission_classes = [MonitoringScope]
-
-    def get_exception_handler(self) -> Callable[[Exception, dict], Response | None]:
-        return openai_exception_handler
 
     def get_authenticate_header(self, request: Request) -> str | None:
         # DRF asks only the first class (sessions have no header, so 403); a missing key deserves 401 + Bearer.

@@ -8,7 +8,9 @@ from gateway.llama import free_port
 from gateway.registry import register_model
 
 
-def test_it_reports_each_backend_with_slots_and_latency(live_gateway: str, api_key: str, chat_model: str, llama_chat: object) -> None:
+def test_it_reports_each_backend_with_slots_and_latency(
+    live_gateway: str, api_key: str, chat_model: str, llama_chat: object
+) -> None:
     register_model("half-down", [llama_chat.url, f"http://127.0.0.1:{free_port()}"], kind="chat")  # type: ignore[attr-defined]
     response = httpx.get(f"{live_gateway}/health", headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
     assert response.status_code == 200

@@ -1,10 +1,12 @@
-"""DRF errors in OpenAI's shape {"error": {message, type, param, code}}; any app's DRF views may use it."""
+"""DRF glue for the read APIs (logs, usage, monitoring): one exception handler giving OpenAI's error shape."""
 
 from __future__ import annotations
 
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from gateway import errors
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -18,24 +20,16 @@ ERROR_TYPES = {
 }
 
 
-def _first_message(detail: object) -> tuple[str, str | None]:
-    """The first message of a DRF error detail, and the field it is about."""
-    if isinstance(detail, dict):
-        field, value = next(iter(detail.items()))
-        message, inner = _first_message(value)
-        return message, inner or (None if field == "non_field_errors" else str(field))
-    if isinstance(detail, list) and detail:
-        return _first_message(detail[0])
-    return str(detail), None
-
-
 def openai_exception_handler(exc: Exception, context: dict) -> Response | None:
-    response = exception_handler(exc, context)
+    """REST_FRAMEWORK's EXCEPTION_HANDLER: APIError as it is, DRF's errors (and Http404, PermissionDenied)
+    converted, with the field a validation error is about as `param`."""
+    if isinstance(exc, errors.APIError):
+        return Response(exc.body(), status=exc.status, headers=exc.headers)
+    response = exception_handler(exc, context)  # keeps WWW-Authenticate and Retry-After
     if response is None:
-        return None  # not a DRF/HTTP error: let Django's 500 handling and logging see it
-    # Django's Http404 and PermissionDenied arrive here too, already turned into {"detail": ...}.
+        return None  # not an HTTP error: Django's 500 handling and logging see it
     detail = exc.detail if isinstance(exc, exceptions.APIException) else response.data.get("detail", "")
-    message, param = _first_message(detail)
+    param, message = errors.first_error(detail)
     code = exc.get_codes() if isinstance(exc, exceptions.APIException) else None
     while isinstance(code, dict | list):
         code = next(iter(code.values())) if isinstance(code, dict) else (code[0] if code else None)
@@ -43,7 +37,7 @@ def openai_exception_handler(exc: Exception, context: dict) -> Response | None:
         "error": {
             "message": message,
             "type": ERROR_TYPES.get(response.status_code, "server_error"),
-            "param": param,
+            "param": param or None,
             "code": code,
         }
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import Http404
 from rest_framework import exceptions
 
-from monitor.api_errors import openai_exception_handler
+from gateway.drf import openai_exception_handler
 
 
 def test_it_names_the_field_of_a_validation_error() -> None:
