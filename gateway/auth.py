@@ -6,7 +6,6 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
@@ -16,6 +15,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from gateway import crypto, errors
+from gateway.dbsync import db_sync
 from gateway.models import APIKey
 
 LAST_USED_EVERY = 60  # seconds; `last_used` is a hint, not worth a write on every request
@@ -75,11 +75,11 @@ async def authenticate(authorization: str) -> APIKey:
         raise errors.unauthorized()
     entry = _cache.get(prefix)
     if entry is None or time.monotonic() - entry.fetched > settings.API_KEY_CACHE_SECONDS:
-        entry = await sync_to_async(_load)(prefix)
+        entry = await db_sync(_load)(prefix)
         _cache[prefix] = entry
     key = _check(token, entry)
     if _should_touch(key):
-        task = asyncio.create_task(sync_to_async(_touch)(key))
+        task = asyncio.create_task(db_sync(_touch)(key))
         _background.add(task)
         task.add_done_callback(_background.discard)
     return key

@@ -11,13 +11,13 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from gateway import errors
+from gateway.dbsync import db_sync
 from gateway.models import APIKey, InFlight, RateWindow
 
 _redis_clients: dict[asyncio.AbstractEventLoop, object] = {}
@@ -136,7 +136,7 @@ async def admit(key: APIKey, request_id: str, timeout: float) -> Lease | None:
     if settings.REDIS_URL:
         await _admit_redis(key, request_id, minute, expires)
     else:
-        await sync_to_async(_admit_db)(key, request_id, minute, expires)
+        await db_sync(_admit_db)(key, request_id, minute, expires)
     return Lease(key, request_id, minute)
 
 
@@ -147,4 +147,4 @@ async def release(lease: Lease | None, tokens: int) -> None:
     if settings.REDIS_URL:
         await _release_redis(lease, tokens)
     else:
-        await sync_to_async(_release_db)(lease, tokens)
+        await db_sync(_release_db)(lease, tokens)

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from gateway import errors
+from gateway.dbsync import db_sync
 from gateway.models import LLMModel
 from gateway.upstream import Target
 
@@ -81,7 +81,7 @@ async def registry() -> dict[str, ModelInfo]:
     """Enabled models by id and alias, reloaded at most every REGISTRY_CACHE_SECONDS."""
     global _registry, _registry_loaded
     if time.monotonic() - _registry_loaded > settings.REGISTRY_CACHE_SECONDS:
-        _registry = await sync_to_async(_load_registry)()
+        _registry = await db_sync(_load_registry)()
         _registry_loaded = time.monotonic()
     return _registry
 
