@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-websocket_urlpatterns: list = []
+from dashboard import consumers
+
+websocket_urlpatterns = [
+    path("ws/metrics/", consumers.MetricsConsumer.as_asgi()),
+    path("ws/logs/", consumers.LogConsumer.as_asgi()),
+    path("ws/chat/", consumers.ChatConsumer.as_asgi()),
+]

@@ -113,7 +113,8 @@ class APIKeyAuthentication(BaseAuthentication):
 
 
 class StaffOrKeyScope(BasePermission):
-    """Staff sessions, or API keys whose `scope_<name>` flag is set; subclasses name the scope."""
+    """Staff sessions (and dashboard users, whose pages read these APIs), or API keys whose `scope_<name>` flag
+    is set; subclasses name the scope."""
 
     scope = ""
 
@@ -121,7 +122,7 @@ class StaffOrKeyScope(BasePermission):
         if isinstance(request.auth, APIKey):
             return bool(getattr(request.auth, f"scope_{self.scope}"))
         user = request.user
-        return bool(user and user.is_authenticated and user.is_staff)
+        return bool(user and user.is_authenticated and (user.is_staff or user.has_perm("dashboard.view_dashboard")))
 
 
 class LogsScope(StaffOrKeyScope):

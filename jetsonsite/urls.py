@@ -8,4 +8,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("gateway.urls")),
+    path("", include("monitor.urls")),
+    path("", include("dashboard.urls")),
+    path("", include("gateway.logurls")),
 ]

@@ -14,7 +14,11 @@ UNITS = sorted((Path(__file__).resolve().parent.parent / "systemd").glob("*.serv
 
 
 def test_there_are_units_for_the_gateway_the_sampler_and_llama_server() -> None:
-    assert {u.name for u in UNITS} >= {"jetson-gateway.service", "jetson-gateway-monitor.service", "llama-server@.service"}
+    assert {u.name for u in UNITS} >= {
+        "jetson-gateway.service",
+        "jetson-gateway-monitor.service",
+        "llama-server@.service",
+    }
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)

@@ -1,0 +1,180 @@
+"""Websocket consumers of the dashboard: live metrics, the live request log, and the chat playground."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from dashboard.access import acan_view
+from gateway import requestlog, service
+from gateway.errors import APIError
+from gateway.requestlog import RequestRecord
+
+logger = logging.getLogger(__name__)
+
+METRICS_GROUP = "metrics"  # the monitor's sampler publishes here
+LOG_GROUP = "requestlog"  # gateway.requestlog publishes each written row here
+
+# Close codes in the application range (4000-4999), so the page can tell "sign in again" from a network drop.
+CLOSE_FORBIDDEN = 4403
+
+
+class DashboardConsumer(AsyncJsonWebsocketConsumer):
+    """Accepts only sessions allowed to use the dashboard; subclasses name the group they tail."""
+
+    group: str = ""
+
+    async def connect(self) -> None:
+        if not await acan_view(self.scope.get("user")):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        if self.group:
+            await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+
+class MetricsConsumer(DashboardConsumer):
+    group = METRICS_GROUP
+
+    async def metrics_sample(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "sample", "sample": event["sample"]})
+
+
+class LogConsumer(DashboardConsumer):
+    group = LOG_GROUP
+
+    async def log_entry(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "entry", "entry": event["entry"]})
+
+
+class ChatConsumer(DashboardConsumer):
+    """The chat playground: one generation at a time per socket, through the gateway's own chat service.
+
+    Client → server: {"type": "chat", "model", "system", "messages", "temperature", "max_tokens"} and {"type": "stop"}.
+    Server → client: "started", "delta" (content), "done" (finish_reason, usage, tokens_per_second), "stopped", "error".
+    """
+
+    task: asyncio.Task[None] | None = None
+
+    async def disconnect(self, code: int) -> None:
+        # Closing the tab must free the backend's slot as surely as the Stop button does.
+        await self.stop()
+        await super().disconnect(code)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind == "chat":
+            if self.task is not None and not self.task.done():
+                await self.send_json({"type": "error", "message": "A reply is still being generated: stop it first."})
+                return
+            self.task = asyncio.create_task(self.run(content))
+        elif kind == "stop":
+            if await self.stop():
+                await self.send_json({"type": "stopped"})
+        else:
+            await self.send_json({"type": "error", "message": "Unknown message type."})
+
+    async def stop(self) -> bool:
+        """Cancel the generation in progress, if any; True when there was one."""
+        task, self.task = self.task, None
+        if task is None or task.done():
+            return False
+        task.cancel()
+        # Wait until the upstream connection is closed (never raises, unlike awaiting the task itself).
+        await asyncio.wait([task])
+        return True
+
+    async def run(self, content: dict[str, Any]) -> None:
+        try:
+            await self.generate(content)
+        except Exception:
+            logger.exception("Dashboard chat failed")
+            await self.send_json({"type": "error", "message": "Internal error: see the server log."})
+
+    async def generate(self, content: dict[str, Any]) -> None:
+        user = self.scope["user"]
+        key = await database_sync_to_async(service.dashboard_key)(user)
+        record = self.new_record(key)
+        try:
+            stream = await service.chat(key, chat_body(content), record)
+        except APIError as exc:
+            record.error_type, record.error_message = exc.type, exc.message
+            record.finish(exc.status)
+            requestlog.submit(record)
+            await self.send_json({"type": "error", "status": exc.status, "message": exc.message})
+            return
+        await self.send_json({"type": "started", "model": record.model_used or record.model_requested})
+        first_token: float | None = None
+        finish_reason, usage = None, None
+        async for chunk in service.logged(stream, record):
+            if chunk is None:  # keep-alive
+                continue
+            if "error" in chunk:
+                error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+                await self.send_json({"type": "error", "message": str(error.get("message") or "generation failed")})
+                return
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    first_token = first_token or time.perf_counter()
+                    await self.send_json({"type": "delta", "content": text})
+                finish_reason = choice.get("finish_reason") or finish_reason
+        await self.send_json(
+            {
+                "type": "done",
+                "finish_reason": finish_reason,
+                "usage": usage,
+                "tokens_per_second": record.tokens_per_second or _rate(usage, first_token),
+            }
+        )
+
+    def new_record(self, key: Any) -> RequestRecord:
+        """A log record attributed to the signed-in user and their dashboard key, like an API request with it."""
+        record = RequestRecord(endpoint=self.scope.get("path", "/ws/chat/"), method="WS")
+        record.api_key_id, record.key_name = key.id, key.name
+        record.owner_id = self.scope["user"].pk
+        record.store_previews = settings.LOG_PREVIEWS if key.store_previews is None else key.store_previews
+        headers = dict(self.scope.get("headers") or [])
+        client = self.scope.get("client") or [None]
+        record.set_client(
+            {"REMOTE_ADDR": client[0], "HTTP_USER_AGENT": headers.get(b"user-agent", b"").decode("latin-1")}
+        )
+        return record
+
+
+def chat_body(content: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAI request for a playground message; the gateway validates every field as it would for the API."""
+    messages = content.get("messages")
+    system = content.get("system")
+    if isinstance(messages, list) and isinstance(system, str) and system.strip():
+        messages = [{"role": "system", "content": system}, *messages]
+    body: dict[str, Any] = {
+        "model": content.get("model"),
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    for name in ("temperature", "max_tokens"):
+        if content.get(name) is not None:
+            body[name] = content[name]
+    return body
+
+
+def _rate(usage: dict[str, Any] | None, first_token: float | None) -> float | None:
+    """Tokens per second from the client's side, when the backend sent no timings."""
+    tokens = (usage or {}).get("completion_tokens")
+    if not tokens or first_token is None:
+        return None
+    elapsed = time.perf_counter() - first_token
+    return round(tokens / elapsed, 2) if elapsed > 0 else None
