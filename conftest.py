@@ -48,3 +48,18 @@ def live_gateway(django_db_setup: None, django_db_blocker: object) -> Iterator[s
     process, url = start_daphne(env)
     yield url
     stop_process(process)
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer() -> Iterator[None]:
+    """A new channel layer instance for every test.
+
+    channels-redis keeps receive state (a lock, a counter) on the layer instance, bound to the event loop that
+    first received; pytest-asyncio gives each test its own loop, so a shared instance can leave a test waiting on
+    a lock from a loop that no longer runs.
+    """
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
