@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -50,10 +52,19 @@ def session() -> aiohttp.ClientSession:
 
 
 async def close_sessions() -> None:
+    """Close this loop's pool (tests, whose event loops come and go, call it)."""
+    current = _sessions.pop(asyncio.get_running_loop(), None)
+    if current is not None:
+        await current.close()
+
+
+@atexit.register
+def _close_sessions_at_exit() -> None:
+    # The ASGI server has stopped its loop by now; close the pools on it so nothing reports unclosed sockets.
     for loop, current in list(_sessions.items()):
-        if loop is asyncio.get_running_loop():
-            await current.close()
-            del _sessions[loop]
+        if not current.closed and not loop.is_closed() and not loop.is_running():
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(current.close())
 
 
 def _error_from(status: int, raw: bytes) -> UpstreamError:
