@@ -363,14 +363,17 @@ class _Writer:
 
     def publish(self, rows: Iterable[Any]) -> None:
         """Send written rows to the dashboard's group; a failure here loses the live line, never the row."""
-        messages = [{"type": "log.entry", "entry": entry(row)} for row in rows if row.pk is not None]
-        if not messages:
-            return
+        messages: list[dict] = []
         try:
             from channels.layers import InMemoryChannelLayer, get_channel_layer
 
             layer = get_channel_layer()
             if layer is None:
+                return
+            if isinstance(layer, InMemoryChannelLayer) and not layer.groups.get(GROUP):
+                return  # nobody is tailing the log: spare the server's event loop the sends
+            messages = [{"type": "log.entry", "entry": entry(row)} for row in rows if row.pk is not None]
+            if not messages:
                 return
 
             async def send_all() -> None:
