@@ -305,7 +305,6 @@ class _Writer:
             self.publish(rows)
 
     def write(self, batch: list[RequestRecord]) -> list[Any]:
-        from gateway.models import RequestLog
 
         close_old_connections()
         rows = []
@@ -317,8 +316,8 @@ class _Writer:
                 self.count_dropped()
                 logger.exception("Request log: dropped malformed record %s", getattr(record, "request_id", "?"))
         try:
-            with transaction.atomic():
-                return RequestLog.objects.bulk_create(rows)
+            _insert_many(rows)
+            return rows
         except (OperationalError, InterfaceError):
             raise
         except Exception:
@@ -372,7 +371,7 @@ class _Writer:
                 return
             if isinstance(layer, InMemoryChannelLayer) and not layer.groups.get(GROUP):
                 return  # nobody is tailing the log: spare the server's event loop the sends
-            messages = [{"type": "log.entry", "entry": entry(row)} for row in rows if row.pk is not None]
+            messages = [{"type": "log.entry", "entry": entry(row)} for row in rows]
             if not messages:
                 return
 
@@ -391,6 +390,23 @@ class _Writer:
                 self.own_loop.run_until_complete(send_all())
         except Exception:
             logger.warning("Request log: could not publish %d rows to the live tail", len(messages), exc_info=True)
+
+
+def _insert_many(rows: list[Any]) -> None:
+    """One prepared INSERT run for every row: the ORM's bulk_create spent ~225 µs of Python per row here, in a
+    thread that shares the GIL with the event loop. Rows written this way carry no primary key (the live tail
+    tells rows apart by request_id)."""
+    from gateway.models import RequestLog
+
+    if not rows:
+        return
+    fields = [f for f in RequestLog._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = connection.ops.quote_name(RequestLog._meta.db_table)
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
+    params = [[f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields] for row in rows]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def _close_connection() -> None:

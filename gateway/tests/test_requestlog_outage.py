@@ -26,7 +26,7 @@ def _database_down(*args: object, **kwargs: object) -> list:
 class OutageTestCase(WriterTestCase):
     def test_it_keeps_rows_while_the_database_is_down_and_writes_them_after(self) -> None:
         with (
-            patch.object(RequestLog.objects, "bulk_create", _database_down),
+            patch.object(requestlog, "_insert_many", _database_down),
             patch.object(requestlog, "RETRY_DELAY", 0.05),
         ):
             for n in range(3):
@@ -39,7 +39,7 @@ class OutageTestCase(WriterTestCase):
 
     def test_it_drops_and_counts_rows_beyond_the_bound(self) -> None:
         with (
-            patch.object(RequestLog.objects, "bulk_create", _database_down),
+            patch.object(requestlog, "_insert_many", _database_down),
             self.assertLogs("gateway.requestlog", "WARNING") as logs,
         ):
             for n in range(8):

@@ -37,14 +37,14 @@ class SubmitTestCase(WriterTestCase):
         self.assertEqual(requestlog.pending_count(), 0)
 
     def test_it_writes_in_batches(self) -> None:
-        real = RequestLog.objects.bulk_create
+        real = requestlog._insert_many
         sizes: list[int] = []
 
         def spy(rows: list, *args: object, **kwargs: object) -> list:
             sizes.append(len(rows))
             return real(rows, *args, **kwargs)
 
-        with patch.object(requestlog, "BATCH_SIZE", 3), patch.object(RequestLog.objects, "bulk_create", spy):
+        with patch.object(requestlog, "BATCH_SIZE", 3), patch.object(requestlog, "_insert_many", spy):
             for _ in range(7):
                 requestlog.submit(_record())
             self.assertTrue(requestlog.flush(timeout=5))

@@ -17,7 +17,7 @@
     const tokens = entry.prompt_tokens === null && entry.completion_tokens === null ? "–" : `${number(entry.prompt_tokens)} / ${number(entry.completion_tokens)}`;
     const error = [entry.error_type, entry.error_message].filter(Boolean).join(": ");
     const classes = [entry.status >= 400 ? "error" : "", fresh ? "fresh" : ""].filter(Boolean).join(" ");
-    return el("tr", { class: classes || undefined, "data-id": String(entry.id) },
+    return el("tr", { class: classes || undefined, "data-request-id": String(entry.request_id) },
       el("td", { title: entry.request_id || "" }, Dash.time(entry.created)),
       el("td", {}, entry.client_gone ? `${entry.status} (client gone)` : String(entry.status)),
       el("td", { class: "mono" }, `${entry.method || ""} ${entry.endpoint || ""}`.trim()),
@@ -93,7 +93,7 @@
     statusNode: document.getElementById("live-status"),
     onMessage: (data) => {
       if (data.type !== "entry" || !matches(data.entry)) return;
-      if (body.querySelector(`tr[data-id="${CSS.escape(String(data.entry.id))}"]`)) return;
+      if (body.querySelector(`tr[data-request-id="${CSS.escape(String(data.entry.request_id))}"]`)) return;
       body.prepend(row(data.entry, true));
       while (body.children.length > MAX_ROWS) body.lastElementChild.remove();
       message.textContent = "";
