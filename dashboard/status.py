@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -30,37 +28,15 @@ def _unknown(error: str = "") -> dict[str, Any]:
 
 
 async def probe(url: str, api_key: str) -> dict[str, Any]:
-    """`/health` for up/down and latency, then `/slots` for busy/idle (absent when started without --slots)."""
-    target = upstream.Target(url, api_key)
-    result = _unknown()
-    started = time.perf_counter()
-    try:
-        status, raw = await upstream.get(target, "/health", settings.HEALTH_TIMEOUT)
-    except upstream.UpstreamError as exc:
-        result["error"] = str(exc)
-        return result
-    result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    if status != 200:
-        result["error"] = _message(raw) or f"/health answered {status}"
-        return result
-    result["up"] = True
-    try:
-        status, raw = await upstream.get(target, "/slots", settings.HEALTH_TIMEOUT)
-        slots = json.loads(raw) if status == 200 else None
-    except (upstream.UpstreamError, ValueError):
-        slots = None
-    if isinstance(slots, list):
-        busy = sum(1 for slot in slots if isinstance(slot, dict) and slot.get("is_processing"))
-        result["slots_busy"], result["slots_idle"] = busy, len(slots) - busy
-    return result
-
-
-def _message(raw: bytes) -> str:
-    try:
-        error = json.loads(raw).get("error", {})
-        return str(error.get("message", "")) if isinstance(error, dict) else ""
-    except (ValueError, AttributeError):
-        return ""
+    result = await upstream.probe(upstream.Target(url, api_key), settings.HEALTH_TIMEOUT)
+    busy, idle = result.slots if result.status == "ok" and result.slots else (None, None)
+    return {
+        "up": result.status == "ok",
+        "latency_ms": result.latency_ms,
+        "slots_busy": busy,
+        "slots_idle": idle,
+        "error": result.error,
+    }
 
 
 async def models_status() -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -186,22 +185,15 @@ async def readyz(request: HttpRequest) -> JsonResponse:
 
 
 async def _probe(backend: routing.BackendInfo) -> dict:
-    started = time.perf_counter()
+    probe = await upstream.probe(backend.target, settings.HEALTH_TIMEOUT)
     report: dict[str, Any] = {"url": backend.target.base_url, "in_flight": routing.in_flight(backend.id)}
-    try:
-        (status, _), (slots_status, slots_raw) = await asyncio.gather(
-            upstream.get(backend.target, "/health", settings.HEALTH_TIMEOUT),
-            upstream.get(backend.target, "/slots", settings.HEALTH_TIMEOUT),
-        )
-    except upstream.UpstreamError as exc:
-        return {**report, "status": "down", "error": str(exc)}
-    report["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    report["status"] = "ok" if status == 200 else "loading" if status == 503 else "down"
-    if slots_status == 200:
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            slots = json.loads(slots_raw)
-            busy = sum(1 for slot in slots if slot.get("is_processing"))
-            report["slots"] = {"busy": busy, "idle": len(slots) - busy}
+    report["status"] = probe.status
+    if probe.error:
+        report["error"] = probe.error
+    if probe.latency_ms is not None:
+        report["latency_ms"] = probe.latency_ms
+    if probe.slots is not None:
+        report["slots"] = {"busy": probe.slots[0], "idle": probe.slots[1]}
     report["cooling_off"] = routing.is_down(backend.id)
     return report
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 
-import aiohttp
+from gateway import upstream
 
 # llama-server's Prometheus names, and the keys they get in the sample.
 COUNTERS = {
@@ -39,57 +38,40 @@ def parse_metrics(text: str) -> dict[str, float]:
     return found
 
 
-@dataclass
-class Reply:
-    status: int
-    text: str
-
-
 class LlamaCollector:
-    """One pooled HTTP session for the sampler's lifetime; each backend gets the same short timeout."""
+    """Polls every backend at once through the gateway's pooled client, each with the same short timeout."""
 
     def __init__(self, timeout: float) -> None:
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self.session: aiohttp.ClientSession | None = None
+        self.timeout = timeout
 
     async def aclose(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        await upstream.close_sessions()
 
     async def collect(self, targets: list[Target]) -> dict:
         if not targets:
             return {}
-        if self.session is None:
-            # aiohttp binds a session to the running loop, so it is made on first use, not in __init__.
-            self.session = aiohttp.ClientSession(timeout=self.timeout)
-        backends = await asyncio.gather(*(self.poll(self.session, target) for target in targets))
+        backends = await asyncio.gather(*(self.poll(target) for target in targets))
         return {"backends": list(backends)}
 
-    async def poll(self, session: aiohttp.ClientSession, target: Target) -> dict:
-        base = target.url.rstrip("/")
-        headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
-        result: dict = {"url": base, "model": target.model, "ok": False}
+    async def poll(self, target: Target) -> dict:
+        backend = upstream.Target(target.url.rstrip("/"), target.api_key)
+        result: dict = {"url": backend.base_url, "model": target.model, "ok": False}
         slots, metrics = await asyncio.gather(
-            _get(session, f"{base}/slots", headers), _get(session, f"{base}/metrics", headers), return_exceptions=True
+            upstream.get(backend, "/slots", self.timeout),
+            upstream.get(backend, "/metrics", self.timeout),
+            return_exceptions=True,
         )
         # /slots and /metrics each need their own flag (--slots, --metrics): either may answer 501 alone.
-        if isinstance(slots, Reply) and slots.status == 200:
-            try:
-                entries = json.loads(slots.text)
-            except ValueError:
-                entries = None
-            if isinstance(entries, list):
-                busy = sum(1 for slot in entries if isinstance(slot, dict) and slot.get("is_processing"))
-                result.update(ok=True, slots_busy=busy, slots_idle=len(entries) - busy)
-        if isinstance(metrics, Reply) and metrics.status == 200:
-            result.update(ok=True, **parse_metrics(metrics.text))
+        if not isinstance(slots, BaseException) and slots[0] == 200:
+            counted = upstream.count_slots(slots[1])
+            if counted is not None:
+                result.update(ok=True, slots_busy=counted[0], slots_idle=counted[1])
+        if not isinstance(metrics, BaseException) and metrics[0] == 200:
+            result.update(ok=True, **parse_metrics(metrics[1].decode(errors="replace")))
         if not result["ok"]:
             failure = slots if isinstance(slots, BaseException) else metrics
-            result["error"] = type(failure).__name__ if isinstance(failure, BaseException) else f"HTTP {failure.status}"
+            if isinstance(failure, BaseException):
+                result["error"] = type(failure.__cause__ or failure).__name__
+            else:
+                result["error"] = f"HTTP {failure[0]}"
         return result
-
-
-async def _get(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> Reply:
-    async with session.get(url, headers=headers) as response:
-        return Reply(response.status, await response.text())
