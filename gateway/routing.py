@@ -104,24 +104,20 @@ async def resolve(model_id: object, allowed_ids: frozenset[int]) -> ModelInfo:
 
 
 def candidates(info: ModelInfo) -> list[BackendInfo]:
-    """Backends in the order to try them: healthy ones with room first (least loaded per weight), then the rest."""
+    """Backends to try, in order: out of cool-off and with room, least loaded for their weight first."""
     now = time.monotonic()
-
-    def load(b: BackendInfo) -> tuple[float, float]:
-        return (_state.setdefault(b.id, _BackendState()).in_flight / max(b.weight, 1), random.random())
-
-    def has_room(b: BackendInfo) -> bool:
-        return not b.max_concurrent or _state.setdefault(b.id, _BackendState()).in_flight < b.max_concurrent
-
-    healthy = [b for b in info.backends if _state.setdefault(b.id, _BackendState()).down_until <= now]
+    ready: list[tuple[float, BackendInfo]] = []
+    for backend in info.backends:
+        state = _state.setdefault(backend.id, _BackendState())
+        if state.down_until <= now and (not backend.max_concurrent or state.in_flight < backend.max_concurrent):
+            ready.append((state.in_flight / max(backend.weight, 1), backend))
+    if not ready:
+        return []
     # Weighted random among the least loaded keeps traffic proportional to weight when every backend is idle.
-    ready = sorted((b for b in healthy if has_room(b)), key=load)
-    if len(ready) > 1 and load(ready[0])[0] == load(ready[1])[0]:
-        tied = [b for b in ready if load(b)[0] == load(ready[0])[0]]
-        first = random.choices(tied, weights=[b.weight for b in tied])[0]
-        ready.remove(first)
-        ready.insert(0, first)
-    return ready
+    least = min(load for load, _ in ready)
+    tied = [backend for load, backend in ready if load == least]
+    first = random.choices(tied, weights=[max(backend.weight, 1) for backend in tied])[0]
+    return [first, *(backend for _, backend in sorted(ready, key=lambda pair: pair[0]) if backend is not first)]
 
 
 def mark_down(backend: BackendInfo) -> None:
