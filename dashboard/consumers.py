@@ -9,7 +9,6 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.conf import settings
 
 from dashboard.access import acan_view
 from gateway import requestlog, service
@@ -108,9 +107,7 @@ class ChatConsumer(DashboardConsumer):
         try:
             stream = await service.chat(key, chat_body(content), record)
         except APIError as exc:
-            record.error_type, record.error_message = exc.type, exc.message
-            record.finish(exc.status)
-            requestlog.submit(record)
+            service.log_refusal(record, exc)
             await self.send_json({"type": "error", "status": exc.status, "message": exc.message})
             return
         await self.send_json({"type": "started", "model": record.model_used or record.model_requested})
@@ -144,7 +141,7 @@ class ChatConsumer(DashboardConsumer):
         record = RequestRecord(endpoint=self.scope.get("path", "/ws/chat/"), method="WS")
         record.api_key_id, record.key_name = key.id, key.name
         record.owner_id = self.scope["user"].pk
-        record.store_previews = settings.LOG_PREVIEWS if key.store_previews is None else key.store_previews
+        record.store_previews = requestlog.previews_allowed(key)
         headers = dict(self.scope.get("headers") or [])
         client = self.scope.get("client") or [None]
         record.set_client(

@@ -404,6 +404,13 @@ def dashboard_key(user: AbstractBaseUser) -> APIKey:
     return key
 
 
+def log_refusal(record: RequestRecord, exc: errors.APIError) -> None:
+    """Submit the log record of a request that ended in an error before any answer."""
+    record.error_type, record.error_message = exc.type, exc.message
+    record.finish(exc.status)
+    requestlog.submit(record)
+
+
 async def logged(stream: AsyncIterator[Chunk | None], record: RequestRecord) -> AsyncIterator[Chunk | None]:
     """Pass a stream on, and submit its log record however it ends (finished, failed, or cancelled)."""
     status = 200

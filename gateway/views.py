@@ -87,9 +87,7 @@ async def _api(request: HttpRequest, handler: Handler) -> HttpResponse:
         record.store_previews = requestlog.previews_allowed(key)
         result = await handler(key, _read_json(request), record)
     except errors.APIError as exc:
-        record.error_type, record.error_message = exc.type, exc.message
-        record.finish(exc.status)
-        requestlog.submit(record)
+        service.log_refusal(record, exc)
         response = exc.response()
         response["X-Request-Id"] = record.request_id
         return response
