@@ -97,7 +97,9 @@ async def _release_redis(lease: Lease, tokens: int) -> None:
 def _admit_db(key: APIKey, request_id: str, minute: int, expires: float) -> None:
     if key.requests_per_minute or key.tokens_per_minute:
         with contextlib.suppress(IntegrityError):  # another process created it first
-            RateWindow.objects.get_or_create(api_key=key, minute=minute)
+            _, created = RateWindow.objects.get_or_create(api_key=key, minute=minute)
+            if created:  # a new minute: the key's older windows will not be read again
+                RateWindow.objects.filter(api_key=key, minute__lt=minute - 1).delete()
         window = RateWindow.objects.filter(api_key=key, minute=minute)
         if key.requests_per_minute:
             with transaction.atomic():
@@ -107,13 +109,12 @@ def _admit_db(key: APIKey, request_id: str, minute: int, expires: float) -> None
                     raise _reject("requests per minute", key.requests_per_minute, _seconds_to_next_minute())
         if key.tokens_per_minute and window.values_list("tokens", flat=True).get() >= key.tokens_per_minute:
             raise _reject("tokens per minute", key.tokens_per_minute, _seconds_to_next_minute())
-        RateWindow.objects.filter(api_key=key, minute__lt=minute - 1).delete()
     if key.max_concurrent:
         now = timezone.now()
         with transaction.atomic():
             InFlight.objects.filter(api_key=key, expires__lt=now).delete()
             InFlight.objects.create(
-                api_key=key, request_id=request_id, expires=timezone.now() + timedelta(seconds=expires - time.time())
+                api_key=key, request_id=request_id, expires=now + timedelta(seconds=expires - time.time())
             )
             if InFlight.objects.filter(api_key=key).count() > key.max_concurrent:
                 raise _reject("requests in flight", key.max_concurrent, 1)
