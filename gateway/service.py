@@ -40,43 +40,47 @@ def _as_api_error(exc: upstream.UpstreamError) -> errors.APIError:
     return errors.APIError(502, str(exc), "server_error", None, "bad_gateway")
 
 
+def _failed_before_answering(backend: routing.BackendInfo, exc: upstream.UpstreamError) -> upstream.UpstreamError:
+    """A refused connection or a 5xx takes the backend out of rotation (the caller tries the next one);
+    any other failure is the answer."""
+    if not exc.retryable:
+        raise _as_api_error(exc) from exc
+    routing.mark_down(backend)
+    return exc
+
+
+def _none_left(info: ModelInfo, last: upstream.UpstreamError | None) -> errors.APIError:
+    return errors.unavailable(f"No backend of `{info.model_id}` is available" + (f": {last}" if last else "."))
+
+
 async def _post(info: ModelInfo, path: str, payload: dict, record: RequestRecord) -> dict:
-    """POST to the first backend that answers; a refused connection or a 5xx moves on to the next."""
+    """POST to the first backend that answers."""
     last: upstream.UpstreamError | None = None
     for backend in routing.candidates(info):
+        record.backend = backend.target.base_url
         with routing.occupy(backend):
             try:
-                result = await upstream.post_json(backend.target, path, payload, info.request_timeout)
+                return await upstream.post_json(backend.target, path, payload, info.request_timeout)
             except upstream.UpstreamError as exc:
-                if not exc.retryable:
-                    record.backend = backend.target.base_url
-                    raise _as_api_error(exc) from exc
-                routing.mark_down(backend)
-                last = exc
-                continue
-        record.backend = backend.target.base_url
-        return result
-    raise errors.unavailable(f"No backend of `{info.model_id}` is available" + (f": {last}" if last else "."))
+                last = _failed_before_answering(backend, exc)
+    raise _none_left(info, last)
 
 
 async def _open_stream(info: ModelInfo, path: str, payload: dict, record: RequestRecord) -> AsyncIterator[bytes]:
     """Backend SSE payloads; failover happens until the first event arrives, after that the backend is chosen."""
     last: upstream.UpstreamError | None = None
     for backend in routing.candidates(info):
+        record.backend = backend.target.base_url
         with routing.occupy(backend):
             events = upstream.stream_events(backend.target, path, payload, info.request_timeout)
             try:
                 first = await anext(events)
             except upstream.UpstreamError as exc:
                 await events.aclose()
-                if not exc.retryable:
-                    raise _as_api_error(exc) from exc
-                routing.mark_down(backend)
-                last = exc
+                last = _failed_before_answering(backend, exc)
                 continue
             except StopAsyncIteration:
                 raise errors.APIError(502, "backend closed the stream", "server_error") from None
-            record.backend = backend.target.base_url
             try:
                 yield first
                 async for event in events:
@@ -84,7 +88,7 @@ async def _open_stream(info: ModelInfo, path: str, payload: dict, record: Reques
             finally:
                 await events.aclose()
             return
-    raise errors.unavailable(f"No backend of `{info.model_id}` is available" + (f": {last}" if last else "."))
+    raise _none_left(info, last)
 
 
 async def _start_stream(info: ModelInfo, path: str, payload: dict, record: RequestRecord) -> AsyncIterator[bytes]:

@@ -1,7 +1,8 @@
 """Static files from the app itself (WhiteNoise), without a thread hop on every other request.
 
-WhiteNoise's middleware is synchronous only: under ASGI, Django would run every request, the API's included,
-through a thread to call it. This async wrapper asks WhiteNoise only for paths under STATIC_URL.
+WhiteNoise's middleware is synchronous only: under ASGI, Django would run every page and read-API request through
+a thread to call it. This async wrapper asks WhiteNoise only for paths under STATIC_URL. (The /v1 API skips the
+middleware stack altogether: see jetsonsite.asgi.)
 """
 
 from __future__ import annotations
