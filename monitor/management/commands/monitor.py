@@ -31,8 +31,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         interval = float(options["interval"] or settings.MONITOR_INTERVAL)  # type: ignore[arg-type]
-        # httpx logs every request at INFO: two lines per backend per second would flood the journal.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
         self.shutdown = False
         asyncio.run(self.run(Sampler(), interval, once=bool(options["once"])))
 
