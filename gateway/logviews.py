@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from gateway import errors, requestlog, retention, usage
-from gateway.auth import APIKeyAuthentication, LogsScope
+from gateway.auth import LogsScope
 from gateway.models import APIKey, RequestLog
 
 MAX_USAGE_BUCKETS = {"hour": 24 * 31, "day": 400}
@@ -30,8 +30,6 @@ MAX_USAGE_BUCKETS = {"hour": 24 * 31, "day": 400}
 class LogsAPIView(APIView):
     """Base of the read APIs: staff sessions or keys with the logs scope; errors in OpenAI's shape."""
 
-    # The key class first: an anonymous request then gets 401 with WWW-Authenticate, not 403.
-    authentication_classes = [APIKeyAuthentication, SessionAuthentication]
     permission_classes = [LogsScope]
 
 
