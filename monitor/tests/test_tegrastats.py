@@ -1,4 +1,4 @@
-"""The tegrastats parser reads every real device line in the shared fixtures and skips fields it does not know."""
+"""The tegrastats parser reads every real device line in fixtures/tegrastats and skips fields it does not know."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import pytest
 
 from monitor.collectors.tegrastats import MB, TegrastatsCollector, parse
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "tegrastats"
+# Real lines from real devices; fixtures/tegrastats/README.md says where each comes from.
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "tegrastats"
 
 
 def line(name: str) -> str:
     return (FIXTURES / name).read_text().strip()
 
 
-def test_it_has_the_shared_fixtures_to_read() -> None:
+def test_it_has_the_device_fixtures_to_read() -> None:
     assert len(list(FIXTURES.glob("*.txt"))) >= 5
 
 
