@@ -18,7 +18,7 @@ from gateway.requestlog import RequestRecord
 logger = logging.getLogger(__name__)
 
 METRICS_GROUP = "metrics"  # the monitor's sampler publishes here
-LOG_GROUP = "requestlog"  # gateway.requestlog publishes each written row here
+LOG_GROUP = requestlog.GROUP  # the request log's writer publishes each written row here
 
 # Close codes in the application range (4000-4999), so the page can tell "sign in again" from a network drop.
 CLOSE_FORBIDDEN = 4403
@@ -105,15 +105,14 @@ class ChatConsumer(DashboardConsumer):
         key = await database_sync_to_async(service.dashboard_key)(user)
         record = self.new_record(key)
         try:
-            stream = await service.chat(key, chat_body(content), record)
+            stream = await record.serve(service.chat(key, chat_body(content), record))
         except APIError as exc:
-            service.log_refusal(record, exc)
             await self.send_json({"type": "error", "status": exc.status, "message": exc.message})
             return
         await self.send_json({"type": "started", "model": record.model_used or record.model_requested})
         first_token: float | None = None
         finish_reason, usage = None, None
-        async for chunk in service.logged(stream, record):
+        async for chunk in stream:
             if chunk is None:  # keep-alive
                 continue
             if "error" in chunk:
@@ -138,15 +137,12 @@ class ChatConsumer(DashboardConsumer):
 
     def new_record(self, key: Any) -> RequestRecord:
         """A log record attributed to the signed-in user and their dashboard key, like an API request with it."""
-        record = RequestRecord(endpoint=self.scope.get("path", "/ws/chat/"), method="WS")
-        record.api_key_id, record.key_name = key.id, key.name
-        record.owner_id = self.scope["user"].pk
-        record.store_previews = requestlog.previews_allowed(key)
         headers = dict(self.scope.get("headers") or [])
         client = self.scope.get("client") or [None]
-        record.set_client(
-            {"REMOTE_ADDR": client[0], "HTTP_USER_AGENT": headers.get(b"user-agent", b"").decode("latin-1")}
-        )
+        meta = {"REMOTE_ADDR": client[0], "HTTP_USER_AGENT": headers.get(b"user-agent", b"").decode("latin-1")}
+        record = RequestRecord.start(self.scope.get("path", "/ws/chat/"), "WS", meta)
+        record.identify(key)
+        record.owner_id = self.scope["user"].pk
         return record
 
 

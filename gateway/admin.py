@@ -1,4 +1,4 @@
-"""Django admin for the model registry and API keys (request logs: gateway.admin_logs)."""
+"""Django admin for the model registry and API keys (request logs: gateway.requestlog.admin)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
-from gateway import admin_logs  # noqa: F401 (registers the request log admin)
 from gateway.models import APIKey, Backend, LLMModel
+from gateway.requestlog import admin as _requestlog_admin  # noqa: F401 (registers the request log admin)
 
 
 class BackendInline(admin.TabularInline):

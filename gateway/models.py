@@ -123,7 +123,7 @@ class APIKey(models.Model):
 
 
 class RequestLog(models.Model):
-    """One API request, whatever its outcome; written in batches off the request path (gateway.requestlog)."""
+    """One API request, whatever its outcome; written in batches off the request path (gateway.requestlog.writer)."""
 
     request_id = models.CharField(max_length=32, db_index=True)
     created = models.DateTimeField(default=timezone.now)
@@ -188,7 +188,7 @@ class InFlight(models.Model):
 
 
 class UsageBucket(models.Model):
-    """Usage of one model or key in one closed hour or day, computed once from RequestLog rows (gateway.usage).
+    """Usage of one model or key in one closed hour or day, computed once from RequestLog rows (gateway.requestlog.usage).
 
     A bucket that has been computed has a row with `who` "*" (its totals), even when no request fell in it.
     """

@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
-from gateway import errors, images, limits, prompts, requestlog, routing, schemas, upstream
+from gateway import errors, images, limits, prompts, routing, schemas, upstream
 from gateway.models import APIKey, ModelKind, PromptFormat
 from gateway.requestlog import RequestRecord
 from gateway.routing import ModelInfo
@@ -406,30 +406,3 @@ def dashboard_key(user: AbstractBaseUser) -> APIKey:
         key, _plaintext = APIKey.objects.create_key(name=f"dashboard: {user.get_username()}", owner=user)
     key.allowed_model_ids = frozenset(key.allowed_models.values_list("id", flat=True))  # type: ignore[attr-defined]
     return key
-
-
-def log_refusal(record: RequestRecord, exc: errors.APIError) -> None:
-    """Submit the log record of a request that ended in an error before any answer."""
-    record.error_type, record.error_message = exc.type, exc.message
-    record.finish(exc.status)
-    requestlog.submit(record)
-
-
-async def logged(stream: AsyncIterator[Chunk | None], record: RequestRecord) -> AsyncIterator[Chunk | None]:
-    """Pass a stream on, and submit its log record however it ends (finished, failed, or cancelled)."""
-    status = 200
-    try:
-        async for chunk in stream:
-            if chunk and "error" in chunk:
-                error = chunk["error"]
-                record.error_type = str(error.get("type") or "server_error")
-                record.error_message = str(error.get("message") or "")
-            yield chunk
-    except (asyncio.CancelledError, GeneratorExit):
-        record.client_gone = True
-        status = 499
-        raise
-    finally:
-        await stream.aclose()
-        record.finish(status if not record.error_type else 502)
-        requestlog.submit(record)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,14 +21,9 @@ from gateway.models import APIKey
 from gateway.requestlog import RequestRecord
 
 logger = logging.getLogger(__name__)
-Handler = Callable[[APIKey, Any, RequestRecord], Awaitable[dict | AsyncIterator[Any]]]
+Handler = Callable[[HttpRequest, APIKey, RequestRecord], Awaitable[dict | AsyncIterator[Any]]]
+ServiceCall = Callable[[APIKey, Any, RequestRecord], Awaitable[dict | AsyncIterator[Any]]]
 KEEPALIVE = b": keep-alive\n\n"
-
-
-def _new_record(request: HttpRequest) -> RequestRecord:
-    record = RequestRecord(endpoint=request.path, method=request.method or "")
-    record.set_client(request.META)
-    return record
 
 
 def _read_json(request: HttpRequest) -> Any:
@@ -77,49 +73,53 @@ async def _sse(stream: AsyncIterator[dict | None]) -> AsyncIterator[bytes]:
         await iterator.aclose()
 
 
-async def _api(request: HttpRequest, handler: Handler) -> HttpResponse:
-    record = _new_record(request)
+async def _api(request: HttpRequest, handler: Handler, method: str = "POST") -> HttpResponse:
+    """An API request from arrival to response; its record is submitted however it ends."""
+    record = RequestRecord.start(request.path, request.method or "", request.META)
     try:
-        if request.method != "POST":
-            raise errors.APIError(405, f"Method {request.method} not allowed: use POST", code="method_not_allowed")
-        key = await auth.authenticate(request.headers.get("Authorization", ""))
-        record.api_key_id, record.key_name, record.owner_id = key.pk, key.name, key.owner_id
-        record.store_previews = requestlog.previews_allowed(key)
-        result = await handler(key, _read_json(request), record)
+        result = await record.serve(_call(request, handler, method, record))
     except errors.APIError as exc:
-        service.log_refusal(record, exc)
-        response = exc.response()
-        response["X-Request-Id"] = record.request_id
-        return response
-    except asyncio.CancelledError:
-        # The client went away before the answer: Django cancels the view, which aborts the upstream call.
-        record.client_gone = True
-        record.finish(499)
-        requestlog.submit(record)
-        raise
-    if isinstance(result, dict):
-        record.finish(200)
-        requestlog.submit(record)
-        return JsonResponse(result, headers={"X-Request-Id": record.request_id})
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Request-Id": record.request_id}
-    return StreamingHttpResponse(
-        _sse(service.logged(result, record)), content_type="text/event-stream", headers=headers
-    )
+        response: HttpResponse = exc.response()
+    else:
+        if isinstance(result, dict):
+            response = JsonResponse(result)
+        else:
+            headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            response = StreamingHttpResponse(_sse(result), content_type="text/event-stream", headers=headers)
+    response["X-Request-Id"] = record.request_id
+    return response
+
+
+async def _call(
+    request: HttpRequest, handler: Handler, method: str, record: RequestRecord
+) -> dict | AsyncIterator[Any]:
+    if request.method != method:
+        raise errors.APIError(405, f"Method {request.method} not allowed: use {method}", code="method_not_allowed")
+    key = await auth.authenticate(request.headers.get("Authorization", ""))
+    record.identify(key)
+    return await handler(request, key, record)
+
+
+def _with_body(call: ServiceCall) -> Handler:
+    async def handle(request: HttpRequest, key: APIKey, record: RequestRecord) -> dict | AsyncIterator[Any]:
+        return await call(key, _read_json(request), record)
+
+    return handle
 
 
 @csrf_exempt
 async def chat_completions(request: HttpRequest) -> HttpResponse:
-    return await _api(request, service.chat)
+    return await _api(request, _with_body(service.chat))
 
 
 @csrf_exempt
 async def completions(request: HttpRequest) -> HttpResponse:
-    return await _api(request, service.completion)
+    return await _api(request, _with_body(service.completion))
 
 
 @csrf_exempt
 async def embeddings(request: HttpRequest) -> HttpResponse:
-    return await _api(request, service.embeddings)
+    return await _api(request, _with_body(service.embeddings))
 
 
 def _model_object(info: routing.ModelInfo) -> dict:
@@ -133,33 +133,36 @@ async def _key_or_error(request: HttpRequest) -> APIKey | JsonResponse:
         return exc.response()
 
 
-async def models(request: HttpRequest) -> JsonResponse:
-    key = await _key_or_error(request)
-    if isinstance(key, JsonResponse):
-        return key
+async def _list_models(request: HttpRequest, key: APIKey, record: RequestRecord) -> dict:
     registry = await routing.registry()
     visible = {
         info.model_id: info
         for info in registry.values()
         if not key.allowed_model_ids or info.id in key.allowed_model_ids
     }
-    return JsonResponse({"object": "list", "data": [_model_object(info) for info in visible.values()]})
+    return {"object": "list", "data": [_model_object(info) for info in visible.values()]}
 
 
-async def model_detail(request: HttpRequest, model_id: str) -> JsonResponse:
-    key = await _key_or_error(request)
-    if isinstance(key, JsonResponse):
-        return key
+async def _describe_model(request: HttpRequest, key: APIKey, record: RequestRecord, model_id: str) -> dict:
+    record.model_requested = model_id
     try:
         info = await routing.resolve(model_id, key.allowed_model_ids)
     except errors.APIError as exc:
         # A model the key may not use is reported as missing: its existence is not the key's business.
-        return (
-            errors.not_found(f"The model `{model_id}` does not exist.").response()
-            if exc.status == 403
-            else exc.response()
-        )
-    return JsonResponse(_model_object(info))
+        if exc.status == 403:
+            raise errors.not_found(f"The model `{model_id}` does not exist.") from None
+        raise
+    return _model_object(info)
+
+
+@csrf_exempt
+async def models(request: HttpRequest) -> HttpResponse:
+    return await _api(request, _list_models, "GET")
+
+
+@csrf_exempt
+async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
+    return await _api(request, functools.partial(_describe_model, model_id=model_id), "GET")
 
 
 async def livez(request: HttpRequest) -> JsonResponse:
@@ -223,6 +226,10 @@ async def health(request: HttpRequest) -> JsonResponse:
     body = {
         "status": "ok" if ok else "degraded",
         "models": models_report,
-        "request_log": {"pending": requestlog.pending_count(), "dropped": requestlog.dropped_count()},
+        "request_log": {
+            "pending": requestlog.pending_count(),
+            "dropped": requestlog.dropped_count(),
+            "in_progress": requestlog.in_progress_count(),
+        },
     }
     return JsonResponse(body)

@@ -10,5 +10,5 @@ urlpatterns = [
     path("", include("gateway.urls")),
     path("", include("monitor.urls")),
     path("", include("dashboard.urls")),
-    path("", include("gateway.logurls")),
+    path("", include("gateway.requestlog.urls")),
 ]

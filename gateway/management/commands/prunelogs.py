@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from gateway import retention, usage
+from gateway.requestlog import retention, usage
 
 
 def parse_age(value: str) -> timedelta:

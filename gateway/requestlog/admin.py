@@ -11,8 +11,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
-from gateway import requestlog, usage
 from gateway.models import RequestLog
+from gateway.requestlog import usage
+from gateway.requestlog.rows import PUBLIC_FIELDS
 
 
 class StatusClassFilter(admin.SimpleListFilter):
@@ -36,8 +37,8 @@ class _Echo:
 
 def _csv_lines(queryset: QuerySet[RequestLog]) -> Iterator[str]:
     writer = csv.writer(_Echo())
-    yield writer.writerow(requestlog.PUBLIC_FIELDS)
-    for row in queryset.values_list(*requestlog.PUBLIC_FIELDS).iterator(chunk_size=2000):
+    yield writer.writerow(PUBLIC_FIELDS)
+    for row in queryset.values_list(*PUBLIC_FIELDS).iterator(chunk_size=2000):
         yield writer.writerow(_csv_safe(value) for value in row)
 
 

@@ -8,7 +8,7 @@ from django.contrib.admin.models import DELETION, LogEntry
 from django.test import Client
 
 from gateway.models import RequestLog
-from gateway.tests.requestlog_helpers import LogsTestCase, make_row
+from gateway.requestlog.tests.helpers import LogsTestCase, make_row
 
 T0 = datetime(2026, 11, 3, 8, 0, tzinfo=UTC)
 

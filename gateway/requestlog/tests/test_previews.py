@@ -6,6 +6,7 @@ from django.test import SimpleTestCase, override_settings
 
 from gateway import requestlog
 from gateway.models import APIKey
+from gateway.requestlog import record, rows
 
 
 class PreviewTestCase(SimpleTestCase):
@@ -16,12 +17,12 @@ class PreviewTestCase(SimpleTestCase):
         return record
 
     def test_it_stores_no_previews_by_default(self) -> None:
-        row = requestlog.to_row(self._record(store=False))
+        row = rows.to_row(self._record(store=False))
         self.assertEqual((row.prompt_preview, row.completion_preview), ("", ""))
 
     @override_settings(LOG_PREVIEW_CHARS=20)
     def test_it_truncates_previews_when_allowed(self) -> None:
-        row = requestlog.to_row(self._record(store=True))
+        row = rows.to_row(self._record(store=True))
         self.assertEqual(len(row.prompt_preview), 20)
         self.assertTrue(row.prompt_preview.startswith("tell me a story"))
         self.assertTrue(row.prompt_preview.endswith("…"))
@@ -29,14 +30,14 @@ class PreviewTestCase(SimpleTestCase):
 
     @override_settings(LOG_PREVIEW_CHARS=5)
     def test_it_keeps_short_text_whole(self) -> None:
-        self.assertEqual(requestlog.preview("hello"), "hello")
-        self.assertEqual(requestlog.preview(None), "")
+        self.assertEqual(rows.preview("hello"), "hello")
+        self.assertEqual(rows.preview(None), "")
 
     def test_a_key_overrides_the_global_setting(self) -> None:
         with override_settings(LOG_PREVIEWS=False):
-            self.assertFalse(requestlog.previews_allowed(None))
-            self.assertFalse(requestlog.previews_allowed(APIKey(store_previews=None)))
-            self.assertTrue(requestlog.previews_allowed(APIKey(store_previews=True)))
+            self.assertFalse(record.previews_allowed(None))
+            self.assertFalse(record.previews_allowed(APIKey(store_previews=None)))
+            self.assertTrue(record.previews_allowed(APIKey(store_previews=True)))
         with override_settings(LOG_PREVIEWS=True):
-            self.assertTrue(requestlog.previews_allowed(APIKey(store_previews=None)))
-            self.assertFalse(requestlog.previews_allowed(APIKey(store_previews=False)))
+            self.assertTrue(record.previews_allowed(APIKey(store_previews=None)))
+            self.assertFalse(record.previews_allowed(APIKey(store_previews=False)))

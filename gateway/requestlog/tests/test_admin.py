@@ -8,10 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from django.test import override_settings
 
-import gateway.admin_logs  # noqa: F401  (registers RequestLogAdmin until gateway/admin.py imports it)
-from gateway import usage
 from gateway.models import RequestLog
-from gateway.tests.requestlog_helpers import LogsTestCase, make_row
+from gateway.requestlog import usage
+from gateway.requestlog.tests.helpers import LogsTestCase, make_row
 
 T0 = datetime(2026, 11, 4, 9, 0, tzinfo=UTC)
 

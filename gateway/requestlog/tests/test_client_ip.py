@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.test import SimpleTestCase, override_settings
 
-from gateway.requestlog import RequestRecord, client_ip
+from gateway.requestlog import RequestRecord
+from gateway.requestlog.record import client_ip
 
 
 @override_settings(TRUSTED_PROXIES=["127.0.0.1", "10.0.0.0/8"])
@@ -32,6 +33,7 @@ class ClientIPTestCase(SimpleTestCase):
         self.assertEqual(client_ip(meta), "127.0.0.1")
 
     def test_it_fills_a_record(self) -> None:
-        record = RequestRecord(endpoint="/v1/models")
-        record.set_client({"REMOTE_ADDR": "::1", "HTTP_USER_AGENT": "openai-python/1.0"})
+        record = RequestRecord.start(
+            "/v1/models", "GET", {"REMOTE_ADDR": "::1", "HTTP_USER_AGENT": "openai-python/1.0"}
+        )
         self.assertEqual((record.client_ip, record.user_agent), ("::1", "openai-python/1.0"))

@@ -8,7 +8,8 @@ from django.test import override_settings
 
 from gateway import requestlog
 from gateway.models import RequestLog
-from gateway.tests.requestlog_helpers import WriterTestCase
+from gateway.requestlog import writer
+from gateway.requestlog.tests.helpers import WriterTestCase
 
 
 def _record(**fields: object) -> requestlog.RequestRecord:
@@ -37,14 +38,14 @@ class SubmitTestCase(WriterTestCase):
         self.assertEqual(requestlog.pending_count(), 0)
 
     def test_it_writes_in_batches(self) -> None:
-        real = requestlog._insert_many
+        real = writer._insert_many
         sizes: list[int] = []
 
         def spy(rows: list, *args: object, **kwargs: object) -> list:
             sizes.append(len(rows))
             return real(rows, *args, **kwargs)
 
-        with patch.object(requestlog, "BATCH_SIZE", 3), patch.object(requestlog, "_insert_many", spy):
+        with patch.object(writer, "BATCH_SIZE", 3), patch.object(writer, "_insert_many", spy):
             for _ in range(7):
                 requestlog.submit(_record())
             self.assertTrue(requestlog.flush(timeout=5))

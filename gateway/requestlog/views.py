@@ -20,9 +20,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway import errors, requestlog, retention, usage
+from gateway import errors
 from gateway.auth import LogsScope
 from gateway.models import APIKey, RequestLog
+from gateway.requestlog import retention, usage
+from gateway.requestlog.rows import PUBLIC_FIELDS, entry
 
 MAX_USAGE_BUCKETS = {"hour": 24 * 31, "day": 400}
 
@@ -131,11 +133,11 @@ class LogList(LogsAPIView, ListAPIView):
     pagination_class = NewestFirst
 
     def get_queryset(self) -> QuerySet[RequestLog]:
-        return filter_logs(self.request, RequestLog.objects.values(*requestlog.PUBLIC_FIELDS))
+        return filter_logs(self.request, RequestLog.objects.values(*PUBLIC_FIELDS))
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response([requestlog.entry(row) for row in page])
+        return self.get_paginated_response([entry(row) for row in page])
 
 
 class Usage(LogsAPIView):

@@ -6,6 +6,7 @@ from django.test import TestCase
 
 from gateway import requestlog
 from gateway.models import APIKey
+from gateway.requestlog import rows
 
 
 class RedactionTestCase(TestCase):
@@ -13,20 +14,20 @@ class RedactionTestCase(TestCase):
         self.key, self.plaintext = APIKey.objects.create_key(name="alice")
 
     def test_it_redacts_our_keys(self) -> None:
-        text = requestlog.redact(f"upstream said: invalid key {self.plaintext} (retry)")
+        text = rows.redact(f"upstream said: invalid key {self.plaintext} (retry)")
         self.assertNotIn(self.plaintext, text)
         self.assertNotIn(self.plaintext.split(".", 1)[1], text)
         self.assertIn("sk-[redacted]", text)
         self.assertTrue(text.endswith("(retry)"))
 
     def test_it_redacts_bearer_and_authorization_values(self) -> None:
-        text = requestlog.redact('headers: {"Authorization": "Bearer abc.def-123"}, api_key=s3cr3t, BEARER zzz')
+        text = rows.redact('headers: {"Authorization": "Bearer abc.def-123"}, api_key=s3cr3t, BEARER zzz')
         for secret in ("abc.def-123", "s3cr3t", "zzz"):
             self.assertNotIn(secret, text)
 
     def test_it_leaves_ordinary_text_alone(self) -> None:
         text = "Model 'qwen' is not loaded; the task-specific prompt was too long."
-        self.assertEqual(requestlog.redact(text), text)
+        self.assertEqual(rows.redact(text), text)
 
     def test_it_never_stores_a_key_in_a_row(self) -> None:
         record = requestlog.RequestRecord(endpoint="/v1/chat/completions", store_previews=True)
@@ -35,7 +36,7 @@ class RedactionTestCase(TestCase):
         record.prompt_preview = f"my key is {self.plaintext}"
         record.completion_preview = f"sk-{'a' * 40}"
         record.finish(401)
-        row = requestlog.to_row(record)
+        row = rows.to_row(record)
         row.save()
         row.refresh_from_db()
         stored = " ".join(str(v) for v in row.__dict__.values())

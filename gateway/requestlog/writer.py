@@ -1,4 +1,4 @@
-"""Request log rows: the record the API fills in as a request proceeds, and its buffered, batched write to the database."""
+"""The request log's writer: a bounded buffer of finished records, written to the database in batches by one thread."""
 
 from __future__ import annotations
 
@@ -6,22 +6,21 @@ import asyncio
 import atexit
 import collections
 import contextlib
-import functools
-import ipaddress
 import itertools
 import logging
-import re
 import threading
 import time
-import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.utils import timezone
+
+from gateway.requestlog.rows import entry, to_row
+
+if TYPE_CHECKING:
+    from gateway.requestlog.record import RequestRecord
 
 logger = logging.getLogger(__name__)
 
@@ -29,152 +28,6 @@ GROUP = "requestlog"  # channel-layer group the dashboard tails
 BATCH_SIZE = 500  # rows per INSERT; also wakes the writer early when this many are waiting
 RETRY_DELAY = 2.0  # seconds between attempts while the database is unavailable
 DROP_WARNING_EVERY = 60.0  # seconds between "rows dropped" log lines
-
-# Fields of a row that the logs API, the live tail and CSV exports show.
-PUBLIC_FIELDS = (
-    "id",
-    "request_id",
-    "created",
-    "api_key_id",
-    "key_name",
-    "endpoint",
-    "method",
-    "model_requested",
-    "model_used",
-    "backend",
-    "status",
-    "error_type",
-    "error_message",
-    "stream",
-    "latency_ms",
-    "ttft_ms",
-    "prompt_tokens",
-    "completion_tokens",
-    "tokens_per_second",
-    "client_ip",
-    "user_agent",
-    "client_gone",
-    "prompt_preview",
-    "completion_preview",
-)
-
-
-@dataclass
-class RequestRecord:
-    """What the gateway knows about one request; becomes one RequestLog row."""
-
-    endpoint: str
-    method: str = "POST"
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    created: datetime = field(default_factory=timezone.now)
-    started: float = field(default_factory=time.perf_counter)
-    api_key_id: int | None = None
-    key_name: str = ""
-    owner_id: int | None = None
-    model_requested: str = ""
-    model_used: str = ""
-    backend: str = ""
-    status: int = 0
-    error_type: str = ""
-    error_message: str = ""
-    stream: bool = False
-    latency_ms: float | None = None
-    ttft_ms: float | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    tokens_per_second: float | None = None
-    client_ip: str | None = None
-    user_agent: str = ""
-    client_gone: bool = False
-    prompt_preview: str = ""
-    completion_preview: str = ""
-    store_previews: bool = False
-
-    def mark_first_token(self) -> None:
-        if self.ttft_ms is None:
-            self.ttft_ms = (time.perf_counter() - self.started) * 1000
-
-    def finish(self, status: int) -> None:
-        self.status = status
-        self.latency_ms = (time.perf_counter() - self.started) * 1000
-
-    def set_client(self, meta: Mapping[str, Any]) -> None:
-        """Fill client IP and user agent from a request's META (or an equivalent dict)."""
-        self.client_ip = client_ip(meta)
-        self.user_agent = str(meta.get("HTTP_USER_AGENT", ""))
-
-
-# --- Helpers for the views ---------------------------------------------------------------------------------------
-
-_SECRET_PATTERNS = [
-    # Our keys (sk-jg-<prefix>.<secret>) and OpenAI-style ones a client may have sent by mistake.
-    (re.compile(r"\bsk-[A-Za-z0-9][A-Za-z0-9._\-]{5,}"), "sk-[redacted]"),
-    (re.compile(r"(?i)\bbearer\s+[^\s,;\"']+"), "Bearer [redacted]"),
-    (re.compile(r"(?i)\b(authorization|api[_-]?key|x-api-key)(\"?\s*[:=]\s*\"?)[^\s,;\"']+"), r"\1\2[redacted]"),
-]
-
-
-def redact(text: str) -> str:
-    """`text` with anything shaped like an API key or an Authorization header value blanked out."""
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def previews_allowed(key: Any) -> bool:
-    """Whether requests made with `key` (an APIKey, or None) keep prompt/completion previews."""
-    override = getattr(key, "store_previews", None)
-    return bool(settings.LOG_PREVIEWS if override is None else override)
-
-
-def preview(text: str | None) -> str:
-    """`text` cut to LOG_PREVIEW_CHARS, for the optional prompt/completion previews."""
-    if not text:
-        return ""
-    limit = settings.LOG_PREVIEW_CHARS
-    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
-
-
-@functools.lru_cache(maxsize=8)
-def _networks(proxies: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in proxies if p.strip())
-
-
-def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    value = value.strip()
-    if value.startswith("[") and "]" in value:  # "[::1]:1234"
-        value = value[1 : value.index("]")]
-    elif value.count(":") == 1:  # "1.2.3.4:1234"
-        value = value.split(":", 1)[0]
-    try:
-        return ipaddress.ip_address(value)
-    except ValueError:
-        return None
-
-
-def client_ip(meta: Mapping[str, Any]) -> str | None:
-    """The client's address: REMOTE_ADDR, or X-Forwarded-For when (and only as far as) it came via trusted proxies."""
-    remote = _parse_ip(str(meta.get("REMOTE_ADDR") or ""))
-    if remote is None:
-        return None
-    trusted = _networks(tuple(settings.TRUSTED_PROXIES))
-    forwarded = str(meta.get("HTTP_X_FORWARDED_FOR") or "")
-    if not forwarded or not any(remote in net for net in trusted):
-        return str(remote)
-    # Walk from the nearest hop outwards; the first address not one of our proxies is the client.
-    # Anything further left was written by the client itself and cannot be believed.
-    hop = remote
-    for part in reversed(forwarded.split(",")):
-        address = _parse_ip(part)
-        if address is None:
-            break
-        hop = address
-        if not any(hop in net for net in trusted):
-            break
-    return str(hop)
-
-
-# --- The buffered writer -----------------------------------------------------------------------------------------
 
 
 class _Writer:
@@ -350,7 +203,7 @@ class _Writer:
 
     def forget_usage(self, rows: list[Any]) -> None:
         """Rows of long requests can land in a usage bucket already stored: have it computed again."""
-        from gateway import usage
+        from gateway.requestlog import usage
 
         horizon = timezone.now() - usage.GRACE
         late = {row.created for row in rows if row.created < horizon}
@@ -453,52 +306,6 @@ def pending_count() -> int:
     """Rows waiting to be written: for /health."""
     with _writer.lock:
         return len(_writer.buffer)
-
-
-def _clip(value: str, limit: int) -> str:
-    return value if len(value) <= limit else value[: limit - 1] + "…"
-
-
-def to_row(record: RequestRecord) -> Any:
-    """The RequestLog for a record: text clipped to its column, secrets redacted, previews only when allowed."""
-    from gateway.models import RequestLog
-
-    previews = record.store_previews
-    ip = record.client_ip if record.client_ip and _parse_ip(record.client_ip) else None
-    return RequestLog(
-        request_id=record.request_id[:32],
-        created=record.created,
-        api_key_id=record.api_key_id,
-        key_name=_clip(record.key_name, 100),
-        owner_id=record.owner_id,
-        endpoint=_clip(record.endpoint, 100),
-        method=record.method[:10],
-        model_requested=_clip(record.model_requested, 200),
-        model_used=_clip(record.model_used, 200),
-        backend=_clip(record.backend, 300),
-        status=max(0, min(int(record.status), 32767)),
-        error_type=_clip(record.error_type, 100),
-        error_message=_clip(redact(record.error_message), 2000),
-        stream=record.stream,
-        latency_ms=record.latency_ms,
-        ttft_ms=record.ttft_ms,
-        prompt_tokens=record.prompt_tokens,
-        completion_tokens=record.completion_tokens,
-        tokens_per_second=record.tokens_per_second,
-        client_ip=ip,
-        user_agent=_clip(redact(record.user_agent), 300),
-        client_gone=record.client_gone,
-        prompt_preview=redact(preview(record.prompt_preview)) if previews else "",
-        completion_preview=redact(preview(record.completion_preview)) if previews else "",
-    )
-
-
-def entry(row: Any) -> dict[str, Any]:
-    """The public fields of a RequestLog (instance or `.values()` dict), JSON-ready."""
-    get = row.get if isinstance(row, dict) else functools.partial(getattr, row)
-    data = {name: get(name) for name in PUBLIC_FIELDS}
-    data["created"] = data["created"].isoformat().replace("+00:00", "Z")
-    return data
 
 
 def _at_exit() -> None:

@@ -9,7 +9,8 @@ from django.test import override_settings
 
 from gateway import requestlog
 from gateway.models import RequestLog
-from gateway.tests.requestlog_helpers import WriterTestCase
+from gateway.requestlog import writer
+from gateway.requestlog.tests.helpers import WriterTestCase
 
 
 def _record(n: int) -> requestlog.RequestRecord:
@@ -26,8 +27,8 @@ def _database_down(*args: object, **kwargs: object) -> list:
 class OutageTestCase(WriterTestCase):
     def test_it_keeps_rows_while_the_database_is_down_and_writes_them_after(self) -> None:
         with (
-            patch.object(requestlog, "_insert_many", _database_down),
-            patch.object(requestlog, "RETRY_DELAY", 0.05),
+            patch.object(writer, "_insert_many", _database_down),
+            patch.object(writer, "RETRY_DELAY", 0.05),
         ):
             for n in range(3):
                 requestlog.submit(_record(n))
@@ -39,7 +40,7 @@ class OutageTestCase(WriterTestCase):
 
     def test_it_drops_and_counts_rows_beyond_the_bound(self) -> None:
         with (
-            patch.object(requestlog, "_insert_many", _database_down),
+            patch.object(writer, "_insert_many", _database_down),
             self.assertLogs("gateway.requestlog", "WARNING") as logs,
         ):
             for n in range(8):
@@ -55,7 +56,7 @@ class OutageTestCase(WriterTestCase):
 
     def test_it_survives_unexpected_errors_in_submit(self) -> None:
         with (
-            patch.object(requestlog._writer, "put", side_effect=RuntimeError("boom")),
+            patch.object(writer._writer, "put", side_effect=RuntimeError("boom")),
             self.assertLogs("gateway.requestlog"),
         ):
             requestlog.submit(_record(0))  # logs, never raises

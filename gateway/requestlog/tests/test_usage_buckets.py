@@ -8,9 +8,10 @@ from io import StringIO
 from django.core.management import call_command
 from django.utils import timezone
 
-from gateway import requestlog, usage
+from gateway import requestlog
 from gateway.models import UsageBucket
-from gateway.tests.requestlog_helpers import LogsTestCase, WriterTestCase, make_row
+from gateway.requestlog import usage
+from gateway.requestlog.tests.helpers import LogsTestCase, WriterTestCase, make_row
 
 T0 = datetime(2026, 11, 5, 10, 0, tzinfo=UTC)
 DAY = (T0.replace(hour=0), T0.replace(hour=0) + timedelta(days=1))

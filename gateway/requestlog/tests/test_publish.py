@@ -8,7 +8,7 @@ import pytest
 from channels.layers import get_channel_layer
 
 from gateway import requestlog
-from gateway.tests.requestlog_helpers import reset_writer
+from gateway.requestlog.tests.helpers import reset_writer
 
 
 @pytest.fixture

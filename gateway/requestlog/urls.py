@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from gateway import logviews
+from gateway.requestlog import views as logviews
 
 urlpatterns = [
     path("api/logs", logviews.LogList.as_view(), name="logs"),

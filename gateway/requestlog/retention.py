@@ -7,8 +7,8 @@ from datetime import datetime
 
 from django.db import transaction
 
-from gateway import usage
 from gateway.models import RequestLog
+from gateway.requestlog import usage
 
 BATCH = 10_000
 

@@ -10,17 +10,18 @@ from django.test import TestCase, TransactionTestCase
 
 from gateway import requestlog
 from gateway.models import APIKey, RequestLog
+from gateway.requestlog import writer
 
 
 def reset_writer() -> None:
     """End the writer thread (closing its connection) and forget buffered rows and counters."""
     requestlog.stop(timeout=5)
-    writer = requestlog._writer
-    with writer.lock:
-        writer.buffer.clear()
-    writer.dropped = 0
-    writer.last_drop_warning = -requestlog.DROP_WARNING_EVERY
-    writer.loop = None
+    state = writer._writer
+    with state.lock:
+        state.buffer.clear()
+    state.dropped = 0
+    state.last_drop_warning = -writer.DROP_WARNING_EVERY
+    state.loop = None
 
 
 def make_row(created: datetime, **fields: Any) -> RequestLog:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gateway import usage
-from gateway.tests.requestlog_helpers import LogsTestCase, make_row
+from gateway.requestlog import usage
+from gateway.requestlog.tests.helpers import LogsTestCase, make_row
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 QUERY = "since=2026-11-02T00:00:00Z&until=2026-11-03T00:00:00Z"

@@ -9,9 +9,9 @@ from django.core.management import CommandError, call_command
 from django.test import TestCase, override_settings
 from django.utils import timezone
 
-from gateway import usage
 from gateway.models import RequestLog, UsageBucket
-from gateway.tests.requestlog_helpers import make_row
+from gateway.requestlog import usage
+from gateway.requestlog.tests.helpers import make_row
 
 
 class PruneLogsTestCase(TestCase):

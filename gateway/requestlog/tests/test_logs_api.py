@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from gateway.models import APIKey
-from gateway.tests.requestlog_helpers import LogsTestCase, make_row
+from gateway.requestlog.tests.helpers import LogsTestCase, make_row
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 

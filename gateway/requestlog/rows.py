@@ -1,0 +1,118 @@
+"""A record as a RequestLog row (clipped, redacted), and a row as the JSON the logs API and the live tail show."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+if TYPE_CHECKING:
+    from gateway.requestlog.record import RequestRecord
+
+# Fields of a row that the logs API, the live tail and CSV exports show.
+PUBLIC_FIELDS = (
+    "id",
+    "request_id",
+    "created",
+    "api_key_id",
+    "key_name",
+    "endpoint",
+    "method",
+    "model_requested",
+    "model_used",
+    "backend",
+    "status",
+    "error_type",
+    "error_message",
+    "stream",
+    "latency_ms",
+    "ttft_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "tokens_per_second",
+    "client_ip",
+    "user_agent",
+    "client_gone",
+    "prompt_preview",
+    "completion_preview",
+)
+
+
+_SECRET_PATTERNS = [
+    # Our keys (sk-jg-<prefix>.<secret>) and OpenAI-style ones a client may have sent by mistake.
+    (re.compile(r"\bsk-[A-Za-z0-9][A-Za-z0-9._\-]{5,}"), "sk-[redacted]"),
+    (re.compile(r"(?i)\bbearer\s+[^\s,;\"']+"), "Bearer [redacted]"),
+    (re.compile(r"(?i)\b(authorization|api[_-]?key|x-api-key)(\"?\s*[:=]\s*\"?)[^\s,;\"']+"), r"\1\2[redacted]"),
+]
+
+
+def redact(text: str) -> str:
+    """`text` with anything shaped like an API key or an Authorization header value blanked out."""
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def preview(text: str | None) -> str:
+    """`text` cut to LOG_PREVIEW_CHARS, for the optional prompt/completion previews."""
+    if not text:
+        return ""
+    limit = settings.LOG_PREVIEW_CHARS
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _clip(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def to_row(record: RequestRecord) -> Any:
+    """The RequestLog for a record: text clipped to its column, secrets redacted, previews only when allowed."""
+    from gateway.models import RequestLog
+
+    previews = record.store_previews
+    ip = record.client_ip if record.client_ip and _is_ip(record.client_ip) else None
+    return RequestLog(
+        request_id=record.request_id[:32],
+        created=record.created,
+        api_key_id=record.api_key_id,
+        key_name=_clip(record.key_name, 100),
+        owner_id=record.owner_id,
+        endpoint=_clip(record.endpoint, 100),
+        method=record.method[:10],
+        model_requested=_clip(record.model_requested, 200),
+        model_used=_clip(record.model_used, 200),
+        backend=_clip(record.backend, 300),
+        status=max(0, min(int(record.status), 32767)),
+        error_type=_clip(record.error_type, 100),
+        error_message=_clip(redact(record.error_message), 2000),
+        stream=record.stream,
+        latency_ms=record.latency_ms,
+        ttft_ms=record.ttft_ms,
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        tokens_per_second=record.tokens_per_second,
+        client_ip=ip,
+        user_agent=_clip(redact(record.user_agent), 300),
+        client_gone=record.client_gone,
+        prompt_preview=redact(preview(record.prompt_preview)) if previews else "",
+        completion_preview=redact(preview(record.completion_preview)) if previews else "",
+    )
+
+
+def entry(row: Any) -> dict[str, Any]:
+    """The public fields of a RequestLog (instance or `.values()` dict), JSON-ready."""
+    get = row.get if isinstance(row, dict) else functools.partial(getattr, row)
+    data = {name: get(name) for name in PUBLIC_FIELDS}
+    data["created"] = data["created"].isoformat().replace("+00:00", "Z")
+    return data
