@@ -8,20 +8,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
-from gateway import errors, images, limits, prompts, routing, schemas, upstream
+from gateway import assemble, errors, images, limits, prompts, routing, schemas, upstream
 from gateway.models import APIKey, ModelKind, PromptFormat
 from gateway.requestlog import RequestRecord
 from gateway.routing import ModelInfo
 
 Chunk = dict[str, Any]
+# Turns a backend's stream into OpenAI chunks: (events, record, model id for the client, include usage).
+Relay = Callable[[AsyncIterator[bytes], RequestRecord, str, bool], AsyncIterator[Chunk | None]]
 FINISH_REASONS = {"limit": "length", "eos": "stop", "word": "stop", "none": "stop"}
 # OpenAI fields with a different name or meaning in llama-server's own /completion API.
 COMPLETION_FIELD_MAP = {"max_tokens": "n_predict", "temperature": "temperature", "top_p": "top_p", "seed": "seed",
@@ -144,9 +147,10 @@ def _openai_payload(info: ModelInfo, data: dict, extra: dict) -> dict:
     max_tokens = _effective_max_tokens(info, data)
     if max_tokens:
         payload["max_tokens"] = max_tokens
-    if data.get("stream"):
-        # Always ask for usage: the log needs it; the client gets the chunk only if it asked.
-        payload["stream_options"] = {**(data.get("stream_options") or {}), "include_usage": True}
+    # Always a stream (see gateway.assemble), always with usage: the log needs it; the client gets the usage chunk
+    # only if it asked.
+    payload["stream"] = True
+    payload["stream_options"] = {**(data.get("stream_options") or {}), "include_usage": True}
     return payload
 
 
@@ -159,7 +163,7 @@ def _template_payload(info: ModelInfo, data: dict, extra: dict) -> dict:
                 param=field,
             )
     prompt, stops = prompts.render(info.prompt_format, data["messages"])
-    payload: dict[str, Any] = {**info.default_params, "prompt": prompt, "stream": bool(data.get("stream"))}
+    payload: dict[str, Any] = {**info.default_params, "prompt": prompt, "stream": True}
     for name, native in COMPLETION_FIELD_MAP.items():
         if data.get(name) is not None:
             payload[native] = data[name]
@@ -252,56 +256,34 @@ def _completion_usage(result: dict) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def _chat_from_completion(record: RequestRecord, model: str, result: dict) -> dict:
-    return {
-        "id": f"chatcmpl-{record.request_id}",
-        "object": "chat.completion",
-        "created": int(record.created.timestamp()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": result.get("content", "")},
-                "logprobs": None,
-                "finish_reason": FINISH_REASONS.get(result.get("stop_type", "none"), "stop"),
-            }
-        ],
-        "usage": _completion_usage(result),
-    }
-
-
 async def chat(key: APIKey, body: Any, record: RequestRecord) -> dict | AsyncIterator[Chunk | None]:
     """A chat completion: a response dict, or (stream) an iterator of chunks where None is a keep-alive."""
     data, extra, info = await _generation_request(schemas.ChatRequestSerializer, key, body, record)
     images.check_messages(data["messages"], vision=info.kind == ModelKind.VISION)
     if record.store_previews:
         record.prompt_preview = prompts.message_text(data["messages"][-1].get("content"))
-    server_route = info.prompt_format == PromptFormat.SERVER or info.kind == ModelKind.VISION
-    if server_route:
-        path, payload = "/v1/chat/completions", _openai_payload(info, data, extra)
-    else:
-        path, payload = "/completion", _template_payload(info, data, extra)
+    if info.prompt_format == PromptFormat.SERVER or info.kind == ModelKind.VISION:
+        payload = _openai_payload(info, data, extra)
+        relay = functools.partial(_relay_server_stream, text_key="content")
+        return await _generate(key, info, data, record, "/v1/chat/completions", payload, relay)
+    payload = _template_payload(info, data, extra)
+    return await _generate(key, info, data, record, "/completion", payload, _relay_completion_stream)
+
+
+async def _generate(
+    key: APIKey, info: ModelInfo, data: dict, record: RequestRecord, path: str, payload: dict, relay: Relay
+) -> dict | AsyncIterator[Chunk | None]:
+    """Generate through a backend stream, whatever the client asked for: a client that wants one answer gets the
+    stream put together (gateway.assemble), and leaving early cancels the generation either way."""
     lease = await _admit(key, info, record)
     try:
-        if data["stream"]:
-            events = await _start_stream(info, path, payload, record)
-            include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
-            if server_route:
-                relay = _relay_server_stream(events, record, data["model"], include_usage, "content")
-            else:
-                relay = _relay_completion_stream(events, record, data["model"], include_usage)
-            return _releasing(relay, lease, record)
-        result = await _post(info, path, payload, record)
+        events = await _start_stream(info, path, payload, record)
     except BaseException:
         await limits.release(lease, 0)
         raise
-    if server_route:
-        result["model"] = data["model"]
-    else:
-        result = _chat_from_completion(record, data["model"], result)
-    if record.store_previews:
-        record.completion_preview = prompts.message_text(result["choices"][0]["message"].get("content"))
-    return await _answered(result, lease, record)
+    include_usage = bool((data.get("stream_options") or {}).get("include_usage")) if data["stream"] else True
+    chunks = _releasing(relay(events, record, data["model"], include_usage), lease, record)
+    return chunks if data["stream"] else await assemble.answer(chunks)
 
 
 async def _generation_request(
@@ -357,19 +339,8 @@ async def completion(key: APIKey, body: Any, record: RequestRecord) -> dict | As
     payload = _openai_payload(info, data, extra)
     if record.store_previews and isinstance(data["prompt"], str):
         record.prompt_preview = data["prompt"]
-    lease = await _admit(key, info, record)
-    try:
-        if data["stream"]:
-            events = await _start_stream(info, "/v1/completions", payload, record)
-            include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
-            relay = _relay_server_stream(events, record, data["model"], include_usage, "text")
-            return _releasing(relay, lease, record)
-        result = await _post(info, "/v1/completions", payload, record)
-    except BaseException:
-        await limits.release(lease, 0)
-        raise
-    result["model"] = data["model"]
-    return await _answered(result, lease, record)
+    relay = functools.partial(_relay_server_stream, text_key="text")
+    return await _generate(key, info, data, record, "/v1/completions", payload, relay)
 
 
 # --- embeddings ---
