@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -16,16 +15,21 @@ from dashboard.tests.conftest import connect
 from gateway import requestlog, upstream
 from gateway.models import RequestLog
 from gateway.registry import register_model
+from tests.slots import busy_slots, seconds_until_idle
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MODEL = "gemma-dashboard-test"
+FREED_WITHIN = 1.0  # seconds from Stop (or the socket closing) to the backend's slot being idle
 LONG_STORY = [{"role": "user", "content": "Tell me a very long story about a robot on a Jetson board."}]
 
 
 @pytest.fixture
 async def chat_model(llama_chat: Any, transactional_db: None) -> AsyncIterator[Any]:
-    await database_sync_to_async(register_model)(MODEL, [llama_chat.url], kind="chat")
+    # ignore_eos: a long reply cannot end on its own while a Stop test waits for its slot.
+    await database_sync_to_async(register_model)(
+        MODEL, [llama_chat.url], kind="chat", default_params={"ignore_eos": True}
+    )
     yield llama_chat
     # Rows of this test must be written before the database is emptied, not during the next test, and the
     # writer's connection closed, or PostgreSQL cannot drop the test database.
@@ -41,12 +45,6 @@ async def receive_until(communicator: WebsocketCommunicator, *types: str, timeou
         messages.append(message)
         if message["type"] in types:
             return messages
-
-
-async def busy_slots(url: str) -> int:
-    async with httpx.AsyncClient() as client:
-        slots = (await client.get(f"{url}/slots", timeout=5)).json()
-    return sum(1 for slot in slots if slot["is_processing"])
 
 
 async def logged_rows() -> list[RequestLog]:
@@ -99,15 +97,11 @@ async def test_it_stops_generation_and_frees_the_backend_slot(alice, chat_model)
     await communicator.connect()
     await communicator.send_json_to({"type": "chat", "model": MODEL, "messages": LONG_STORY, "max_tokens": 900})
     await receive_until(communicator, "delta")
-    assert await busy_slots(chat_model.url) == 1
+    assert await asyncio.to_thread(busy_slots, chat_model.url) == 1
     await communicator.send_json_to({"type": "stop"})
     messages = await receive_until(communicator, "stopped", "done", "error")
     assert messages[-1] == {"type": "stopped"}
-    for _ in range(50):  # llama-server notices the closed connection within about half a second
-        if await busy_slots(chat_model.url) == 0:
-            break
-        await asyncio.sleep(0.1)
-    assert await busy_slots(chat_model.url) == 0
+    assert await asyncio.to_thread(seconds_until_idle, chat_model.url, 30) <= FREED_WITHIN
     await communicator.disconnect()
     [row] = await logged_rows()
     assert row.client_gone
@@ -120,11 +114,7 @@ async def test_it_frees_the_slot_when_the_socket_closes_mid_reply(alice, chat_mo
     await communicator.send_json_to({"type": "chat", "model": MODEL, "messages": LONG_STORY, "max_tokens": 900})
     await receive_until(communicator, "delta")
     await communicator.disconnect()
-    for _ in range(50):
-        if await busy_slots(chat_model.url) == 0:
-            break
-        await asyncio.sleep(0.1)
-    assert await busy_slots(chat_model.url) == 0
+    assert await asyncio.to_thread(seconds_until_idle, chat_model.url, 30) <= FREED_WITHIN
 
 
 async def test_it_reports_and_logs_an_unknown_model(alice, chat_model) -> None:
