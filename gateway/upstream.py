@@ -166,12 +166,17 @@ async def stream_events(target: Target, path: str, payload: dict, timeout: float
         ) as response:
             if response.status >= 400:
                 raise _error_from(response.status, await response.read())
-            async for line in response.content:
-                line = line.rstrip(b"\r\n")
-                if line.startswith(b"data:"):
-                    yield line[5:].lstrip()
-                elif line.startswith(b":"):
-                    yield b""
+            # Whatever has arrived, split into lines here: aiohttp's line iterator costs a read call per line.
+            pending = b""
+            async for data in response.content.iter_any():
+                *lines, pending = (pending + data).split(b"\n")
+                for line in lines:
+                    if line.startswith(b"data:"):
+                        yield line[5:].strip()
+                    elif line.startswith(b":"):
+                        yield b""
+            if pending.startswith(b"data:"):  # a last event without its line end
+                yield pending[5:].strip()
     except aiohttp.ClientConnectorError as exc:
         raise UpstreamError(f"cannot reach backend: {exc}", 503, retryable=True) from exc
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
