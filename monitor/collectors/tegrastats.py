@@ -7,7 +7,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from monitor.collectors.jetson import total_power
+from monitor.collectors.rails import total_power
 
 MB = 1024 * 1024
 STALE_AFTER = 30.0  # seconds; an older log means tegrastats has stopped, and old figures would mislead
@@ -70,7 +70,8 @@ def parse(line: str) -> dict:
         result["temperatures"] = temps
     rails = {name: {"mw": float(cur), "avg_mw": float(avg)} for name, cur, avg in _RAIL.findall(line)}
     if rails:
-        result["power"] = {"total_mw": total_power(rails), "rails": rails}
+        total_mw, source = total_power(rails)
+        result["power"] = {"total_mw": total_mw, "total_source": source, "rails": rails}
     return result
 
 
