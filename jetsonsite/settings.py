@@ -225,6 +225,10 @@ if MONITOR_RAW_RETENTION_HOURS <= 0 or MONITOR_ROLLUP_RETENTION_DAYS <= 0:
     raise ImproperlyConfigured("MONITOR_RAW_RETENTION_HOURS and MONITOR_ROLLUP_RETENTION_DAYS must be positive")
 # Bearer token Prometheus sends to GET /metrics; empty = only staff sessions may read it.
 MONITOR_METRICS_TOKEN = env.str("MONITOR_METRICS_TOKEN", default="")
+# Readings per second of the board's total power, integrated into energy (a request's share needs >= 10).
+ENERGY_SAMPLE_HZ = env.float("ENERGY_SAMPLE_HZ", default=10.0)
+if not 10 <= ENERGY_SAMPLE_HZ <= 1000:
+    raise ImproperlyConfigured("ENERGY_SAMPLE_HZ must be between 10 and 1000 readings per second")
 
 # --- Request logs ---
 # Record API requests in the database (off only to measure what logging costs).

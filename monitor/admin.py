@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from monitor.models import Node, Sample
+from monitor.models import IdlePower, Node, Sample
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -33,3 +33,9 @@ class SampleAdmin(ReadOnlyAdmin):
     list_select_related = ["node"]
     # Counting a day of samples at 1 s on every page load is slow on PostgreSQL.
     show_full_result_count = False
+
+
+@admin.register(IdlePower)
+class IdlePowerAdmin(ReadOnlyAdmin):
+    list_display = ["node", "power_mode", "mw", "seconds", "updated"]
+    list_filter = ["node"]

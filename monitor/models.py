@@ -1,4 +1,4 @@
-"""Stored metrics: the machines sampled (Node), one row per sample (Sample) and per-minute rollups (Rollup)."""
+"""Stored metrics: the machines sampled (Node), one row per sample (Sample), per-minute rollups (Rollup), idle power."""
 
 from __future__ import annotations
 
@@ -50,6 +50,38 @@ class Node(models.Model):
             "first_seen": self.first_seen.isoformat(),
             "last_seen": self.last_seen.isoformat() if self.last_seen else None,
         }
+
+
+class IdlePowerManager(models.Manager["IdlePower"]):
+    def recall(self, node: Node, power_mode: str) -> tuple[float, float] | None:
+        """The stored idle power of a node in a power mode: (mW, seconds it was measured over), or None."""
+        row = self.filter(node=node, power_mode=power_mode).values_list("mw", "seconds").first()
+        return (row[0], row[1]) if row else None
+
+    def remember(self, node: Node, power_mode: str, mw: float, seconds: float) -> None:
+        self.update_or_create(
+            node=node, power_mode=power_mode, defaults={"mw": mw, "seconds": seconds, "updated": timezone.now()}
+        )
+
+
+class IdlePower(models.Model):
+    """A node's board power with no generation request in flight, per power mode: the base a request's net
+    energy is counted above. The power sampler measures it and keeps it here across restarts."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="idle_powers")
+    power_mode = models.CharField(max_length=100, blank=True)
+    mw = models.FloatField(help_text="Average board power while idle, mW.")
+    seconds = models.FloatField(help_text="Idle time the average stands on (at most the averaging window).")
+    updated = models.DateTimeField(default=timezone.now)
+
+    objects = IdlePowerManager()
+
+    class Meta:
+        ordering = ["node", "power_mode"]
+        constraints = [models.UniqueConstraint(fields=["node", "power_mode"], name="unique_idle_power_per_mode")]
+
+    def __str__(self) -> str:
+        return f"{self.node_id} {self.power_mode or '-'}: {self.mw:.0f} mW"
 
 
 class Sample(models.Model):

@@ -82,7 +82,7 @@ def add_sample(out: Exposition, sample: Sample) -> None:
         out.add(
             "jetson_power_rail_watts",
             g,
-            "Power per INA3221 rail.",
+            "Power per rail (INA3221, INA238).",
             _scaled(reading.get("mw"), 1e-3),
             node=node,
             rail=rail,

@@ -21,6 +21,7 @@ from monitor.collectors.llama import LlamaCollector, Target
 from monitor.collectors.nvidia import NvidiaCollector
 from monitor.collectors.tegrastats import TegrastatsCollector
 from monitor.models import Node, Sample
+from monitor.power import PowerSampler
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +107,14 @@ class Sampler:
         collectors: list[Collector] | None = None,
         llama: LlamaCollector | None = None,
         backends: Callable[[], list[Target]] = enabled_backends,
+        power: PowerSampler | None = None,
     ) -> None:
         self.name = name or node_name()
         self.collectors = default_collectors() if collectors is None else collectors
         self.llama = llama or LlamaCollector(settings.MONITOR_BACKEND_TIMEOUT)
         self.backends = backends
+        # The fast power sampler running beside this one; its newest figures go into each sample.
+        self.power = power
         self.node: Node | None = None
 
     def collect_system(self) -> dict:
@@ -121,6 +125,8 @@ class Sampler:
             except Exception:
                 # A source that breaks loses its own figures, never the whole sample.
                 log.exception("collector %s failed", type(collector).__name__)
+        if self.power is not None and (snapshot := self.power.snapshot()):
+            merge(data, {"power": {"sampler": snapshot}})
         return data
 
     async def collect(self) -> dict:

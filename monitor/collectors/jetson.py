@@ -1,4 +1,4 @@
-"""Jetson figures through sysfs: GPU load and clock, EMC, NvMap memory, INA3221 rails, fans, power mode, board."""
+"""Jetson figures through sysfs: GPU load and clock, EMC, NvMap memory, power rails, fans, power mode, board."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from monitor.collectors import files
+from monitor.collectors import files, rails
 
 GPU_DEVFREQ_NAMES = ("gpu", "gv11b", "ga10b", "gp10b", "gm20b")
-# Rails that measure the whole module's input; without one of them the total is the sum of the rails.
-INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
 POWER_MODE_EVERY = 60.0  # seconds; nvpmodel is a subprocess, and the mode changes only by hand
 
 
@@ -26,6 +24,7 @@ class JetsonCollector:
             nvpmodel = [found, "-q"] if found else []
         self.nvpmodel = nvpmodel
         self._power_mode: tuple[float, str | None] | None = None
+        self._rails: list[rails.Rail] | None = None
 
     def collect(self) -> dict:
         result: dict = {}
@@ -35,9 +34,10 @@ class JetsonCollector:
         nvmap = files.meminfo(self.proc_root).get("NvMapMemUsed")
         if nvmap is not None:
             result["memory"] = {"gpu_shared": nvmap}
-        rails = self.rails()
-        if rails:
-            result["power"] = {"total_mw": total_power(rails), "rails": rails}
+        readings = self.rails()
+        if readings:
+            total_mw, source = rails.total_power(readings)
+            result["power"] = {"total_mw": total_mw, "total_source": source, "rails": readings}
         fans = self.fans()
         if fans:
             result["fans"] = fans
@@ -82,34 +82,15 @@ class JetsonCollector:
         return {}
 
     def rails(self) -> dict[str, dict]:
-        rails: dict[str, dict] = {}
-        drivers = self.sys_root / "bus" / "i2c" / "drivers"
-        # JetPack 5 and 6: a hwmon device per INA3221 with in<N>_label, in<N>_input (mV), curr<N>_input (mA).
-        for hwmon in sorted(drivers.glob("ina3221*/*/hwmon/hwmon*")):
-            for label_file in sorted(hwmon.glob("in*_label")):
-                channel = label_file.name.removeprefix("in").removesuffix("_label")
-                name = files.read_text(label_file)
-                if not name or name == "NC" or name.lower().startswith("sum of"):
-                    continue
-                mv = files.read_float(hwmon / f"in{channel}_input")
-                ma = files.read_float(hwmon / f"curr{channel}_input")
-                if mv is None or ma is None:
-                    continue
-                rails[name] = {"mw": round(mv * ma / 1000, 1), "mv": mv, "ma": ma}
-        # JetPack 4: iio devices with rail_name_<N> and in_power<N>_input (mW).
-        for iio in sorted(drivers.glob("ina3221x/*/iio:device*")):
-            for name_file in sorted(iio.glob("rail_name_*")):
-                channel = name_file.name.removeprefix("rail_name_")
-                name = files.read_text(name_file)
-                mw = files.read_float(iio / f"in_power{channel}_input")
-                if not name or mw is None:
-                    continue
-                rails[name] = {
-                    "mw": mw,
-                    "mv": files.read_float(iio / f"in_voltage{channel}_input"),
-                    "ma": files.read_float(iio / f"in_current{channel}_input"),
-                }
-        return rails
+        if self._rails is None:
+            # Found once: the devices do not come and go, and a sample should cost a few file reads.
+            self._rails = rails.discover(self.sys_root)
+        readings = {}
+        for rail in self._rails:
+            reading = rail.read()
+            if reading is not None:
+                readings[rail.name] = reading
+        return readings
 
     def fans(self) -> dict[str, dict]:
         fans: dict[str, dict] = {}
@@ -155,11 +136,3 @@ class JetsonCollector:
             return None
         match = re.search(r"NV Power Mode:\s*(.+)", result.stdout)
         return match[1].strip() if match else None
-
-
-def total_power(rails: dict[str, dict]) -> float:
-    """The module's input power when a rail measures it, else the sum of the rails (AGX Orin has no input rail)."""
-    for name in INPUT_RAILS:
-        if name in rails and rails[name].get("mw") is not None:
-            return rails[name]["mw"]
-    return round(sum(rail.get("mw") or 0 for rail in rails.values()), 1)

@@ -7,7 +7,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from monitor.collectors.jetson import total_power
+from monitor.collectors.rails import total_power
 
 MB = 1024 * 1024
 STALE_AFTER = 30.0  # seconds; an older log means tegrastats has stopped, and old figures would mislead
@@ -17,12 +17,15 @@ _RAM = re.compile(r"\bRAM (\d+)/(\d+)MB")
 _SWAP = re.compile(r"\bSWAP (\d+)/(\d+)MB")
 _CPU = re.compile(r"\bCPU \[([^\]]*)\]")
 _CORE = re.compile(r"^(\d+)%(?:@(\d+))?$")
-_EMC = re.compile(r"\bEMC_FREQ (\d+)%(?:@(\d+))?")
-# The GPU clock is bare on older releases, in brackets (one per GPC) on newer ones, absent without root.
-_GR3D = re.compile(r"\bGR3D_FREQ (\d+)%(?:@\[?([\d,]+)\]?)?")
+# Load and clock each come and go: "3%@2133", "0%" without root, "@4266" with no load figure.
+_EMC = re.compile(r"\bEMC_FREQ (?:(\d+)%)?(?:@(\d+))?")
+# The GPU clock is bare on older releases, in brackets (one per GPC) on newer ones, absent without root; Thor
+# prints the per-GPC clocks alone ("GR3D_FREQ @[314,314,314]").
+_GR3D = re.compile(r"\bGR3D_FREQ (?:(\d+)%)?(?:@(\[)?([\d,]+)\]?)?")
 _TEMP = re.compile(r"(?<![\w%])([A-Za-z][\w]*)@(-?\d+(?:\.\d+)?)C\b")
-# Rails are "NAME cur/avg", in mW on newer releases and bare numbers on older ones.
-_RAIL = re.compile(r"\b([A-Z][A-Z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?=\s|$)")
+# Rails are "NAME cur/avg" (bare numbers on JetPack 4, mW since), and "NAME cur/avg/max" on JetPack 7. The average
+# and maximum run since tegrastats started: they are kept under names that say so, and never used for energy.
+_RAIL = re.compile(r"\b([A-Z][A-Z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?:/(\d+)(?:mW)?)?(?=\s|$)")
 
 
 def parse(line: str) -> dict:
@@ -55,11 +58,16 @@ def parse(line: str) -> dict:
         }
     gpu: dict = {}
     if match := _GR3D.search(line):
-        gpu["percent"] = float(match[1])
-        if match[2]:
-            gpu["mhz"] = max(int(mhz) for mhz in match[2].split(","))
+        if match[1] is not None:
+            gpu["percent"] = float(match[1])
+        if match[3]:
+            clocks = [int(mhz) for mhz in match[3].split(",") if mhz]
+            gpu["mhz"] = max(clocks)
+            if match[2]:
+                gpu["gpc_mhz"] = clocks
     if match := _EMC.search(line):
-        gpu["emc_percent"] = float(match[1])
+        if match[1] is not None:
+            gpu["emc_percent"] = float(match[1])
         if match[2]:
             gpu["emc_mhz"] = int(match[2])
     if gpu:
@@ -68,9 +76,16 @@ def parse(line: str) -> dict:
     temps = {name: float(value) for name, value in _TEMP.findall(line) if float(value) > -40}
     if temps:
         result["temperatures"] = temps
-    rails = {name: {"mw": float(cur), "avg_mw": float(avg)} for name, cur, avg in _RAIL.findall(line)}
+    rails = {}
+    for name, cur, avg, peak in _RAIL.findall(line):
+        if name == "NC":  # an unconnected channel (AGX Orin prints two)
+            continue
+        rails[name] = {"mw": float(cur), "avg_since_start_mw": float(avg)}
+        if peak:
+            rails[name]["max_since_start_mw"] = float(peak)
     if rails:
-        result["power"] = {"total_mw": total_power(rails), "rails": rails}
+        total_mw, source = total_power(rails)
+        result["power"] = {"total_mw": total_mw, "total_source": source, "rails": rails}
     return result
 
 

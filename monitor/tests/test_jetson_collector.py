@@ -1,4 +1,4 @@
-"""The Jetson collector reads GPU, EMC, NvMap, INA3221 rails, fans, board and power mode from sysfs trees."""
+"""The Jetson collector reads GPU, EMC, NvMap, power rails, fans, board and power mode from sysfs trees."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def test_it_reads_an_agx_orin_tree(tmp_path: Path) -> None:
     }
     # No input rail on an AGX Orin: the total is the sum of the rails.
     assert data["power"]["total_mw"] == 12000.0
+    assert data["power"]["total_source"] == "sum of VDD_GPU_SOC + VDD_CPU_CV + VIN_SYS_5V0 + VDDQ_VDD2_1V8AO"
     assert data["fans"] == {"pwmfan": {"pwm_percent": 50.2}, "pwm_tach": {"rpm": 2345}}
     assert data["board"] == {
         "model": "NVIDIA Jetson AGX Orin Developer Kit",
@@ -43,6 +44,7 @@ def test_it_reads_an_orin_nano_tree_with_an_input_rail(tmp_path: Path) -> None:
     assert data["gpu"] == {"percent": 84.0, "mhz": 612, "max_mhz": None}
     # VDD_IN is the module's input: the other rails are part of it, not added to it.
     assert data["power"]["total_mw"] == 17500.0
+    assert data["power"]["total_source"] == "VDD_IN"
     assert "memory" not in data and "fans" not in data
 
 
@@ -53,6 +55,7 @@ def test_it_reads_a_jetpack_4_nano_tree(tmp_path: Path) -> None:
     assert data["gpu"] == {"percent": 76.0}
     # POM_5V_IN measures the module's input, which already includes the other rails.
     assert data["power"]["total_mw"] == 4100.0
+    assert data["power"]["total_source"] == "POM_5V_IN"
     assert set(data["power"]["rails"]) == {"POM_5V_IN", "POM_5V_GPU", "POM_5V_CPU"}
     assert data["fans"] == {"pwm-fan": {"pwm_percent": 100.0, "rpm": 4100}}
     assert data["board"] == {"model": "NVIDIA Jetson Nano Developer Kit", "l4t_release": "32.7.1"}

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from monitor.collectors.nvidia import NvidiaCollector
 
-# What nvidia-smi 550 prints for this query on a machine with two cards (the second cannot report power).
-OUTPUT = """0, NVIDIA GeForce RTX 3090, 87, 20345, 24576, 71, 312.45, 1905
-1, NVIDIA T400, 0, 5, 2048, 38, [N/A], 300
+# What nvidia-smi 550 prints for this query on a machine with two cards (the second cannot report power, and
+# has no energy counter: Volta and newer only).
+OUTPUT = """0, NVIDIA GeForce RTX 3090, 87, 20345, 24576, 71, 312.45, 1905, 4851276342
+1, NVIDIA T400, 0, 5, 2048, 38, [N/A], 300, [Not Supported]
 """
 
 
@@ -32,8 +33,10 @@ def test_it_reads_each_card(tmp_path: Path) -> None:
         "temperature": 71.0,
         "power_mw": 312450.0,
         "mhz": 1905,
+        "total_energy_mj": 4851276342.0,
     }
     assert second["power_mw"] is None
+    assert second["total_energy_mj"] is None
     assert data["temperatures"] == {"gpu0": 71.0, "gpu1": 38.0}
 
 

@@ -1,4 +1,5 @@
-"""`manage.py monitor`: the sampler process; collects, stores and publishes every MONITOR_INTERVAL seconds."""
+"""`manage.py monitor`: the sampler process; collects, stores and publishes every MONITOR_INTERVAL seconds, and
+samples the board's power ENERGY_SAMPLE_HZ times a second in a thread beside it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from django.db import connections
 from django.utils import timezone
 
 from monitor.models import prune, roll_up
+from monitor.power import PowerSampler, keep_idle_power, save_idle_power
 from monitor.sampler import Sampler
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,10 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         interval = float(options["interval"] or settings.MONITOR_INTERVAL)  # type: ignore[arg-type]
         self.shutdown = False
-        asyncio.run(self.run(Sampler(), interval, once=bool(options["once"])))
+        once = bool(options["once"])
+        # One sample needs no power integration.
+        power = None if once else PowerSampler.for_this_machine()
+        asyncio.run(self.run(Sampler(power=power), interval, once=once))
 
     def on_signal(self) -> None:
         self.shutdown = True
@@ -46,6 +51,13 @@ class Command(BaseCommand):
             loop.add_signal_handler(signum, self.on_signal)
         self.stdout.write(f"sampling node {sampler.name} every {interval:g} s")
         next_rollup = time.monotonic() + ROLLUP_EVERY
+        power = sampler.power
+        self.idle_saved = 0.0
+        if power is not None and power.available:
+            power.start()
+            self.stdout.write(f"sampling power ({power.source.name}) {power.hz:g} times a second")  # type: ignore[union-attr]
+        elif power is not None:
+            self.stdout.write("no power sensor: energy is not measured")
         try:
             # CPU load and network rates are differences: the first sample needs a reading one interval earlier.
             await asyncio.to_thread(sampler.collect_system)
@@ -55,6 +67,8 @@ class Command(BaseCommand):
                 await self.step(sampler)
                 if once:
                     break
+                if power is not None and power.available:
+                    await sync_to_async(self.keep_idle)(sampler, power)
                 if started >= next_rollup:
                     next_rollup = started + ROLLUP_EVERY
                     await sync_to_async(self.maintain)(sampler)
@@ -62,6 +76,9 @@ class Command(BaseCommand):
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
+            if power is not None and power.available:
+                await asyncio.to_thread(power.stop)
+                await sync_to_async(self.save_idle)(sampler, power)
             await sampler.aclose()
             await sync_to_async(connections.close_all)()
         self.stdout.write("sampler stopped")
@@ -79,6 +96,22 @@ class Command(BaseCommand):
             # A database restart must not end the sampler: drop the broken connection and try next tick.
             log.exception("sample failed")
             await sync_to_async(connections.close_all)()
+
+    def keep_idle(self, sampler: Sampler, power: PowerSampler) -> None:
+        if sampler.node is None:
+            return
+        try:
+            self.idle_saved = keep_idle_power(power, sampler.node, time.monotonic(), self.idle_saved)
+        except Exception:
+            log.exception("idle power not loaded or stored")
+
+    def save_idle(self, sampler: Sampler, power: PowerSampler) -> None:
+        if sampler.node is None:
+            return
+        try:
+            save_idle_power(power, sampler.node)
+        except Exception:
+            log.exception("idle power not stored")
 
     def maintain(self, sampler: Sampler) -> None:
         try:
