@@ -227,7 +227,7 @@ if MONITOR_RAW_RETENTION_HOURS <= 0 or MONITOR_ROLLUP_RETENTION_DAYS <= 0:
 MONITOR_METRICS_TOKEN = env.str("MONITOR_METRICS_TOKEN", default="")
 # Where the node's gateway processes keep their request counters (prometheus_client's multiprocess mode: one set of
 # files per process, summed by every scrape). One directory per node, shared by all its gateway processes.
-PROMETHEUS_MULTIPROC_DIR = Path(env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "prometheus")))
+PROMETHEUS_MULTIPROC_DIR = Path(env.str("PROMETHEUS_MULTIPROC_DIR", default="") or VAR_DIR / "prometheus")
 PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
 # prometheus_client reads it from the environment once, when first imported (gateway.metrics checks it did).
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
