@@ -18,6 +18,12 @@ if (BASE_DIR / ".env").exists():
 # State the app creates at run time (SQLite database, model files) lives here.
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# Where the node's gateway processes keep their request counters (prometheus_client's multiprocess mode: one set of
+# files per process, summed by every scrape). One directory per node, shared by all its gateway processes.
+PROMETHEUS_MULTIPROC_DIR = Path(env.str("PROMETHEUS_MULTIPROC_DIR", default="") or VAR_DIR / "prometheus")
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+# prometheus_client reads it from the environment once, when first imported (gateway.metrics checks it did).
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
 
 DEBUG = env.bool("DEBUG", default=False)
 
@@ -225,12 +231,6 @@ if MONITOR_RAW_RETENTION_HOURS <= 0 or MONITOR_ROLLUP_RETENTION_DAYS <= 0:
     raise ImproperlyConfigured("MONITOR_RAW_RETENTION_HOURS and MONITOR_ROLLUP_RETENTION_DAYS must be positive")
 # Bearer token Prometheus sends to GET /metrics; empty = only staff sessions may read it.
 MONITOR_METRICS_TOKEN = env.str("MONITOR_METRICS_TOKEN", default="")
-# Where the node's gateway processes keep their request counters (prometheus_client's multiprocess mode: one set of
-# files per process, summed by every scrape). One directory per node, shared by all its gateway processes.
-PROMETHEUS_MULTIPROC_DIR = Path(env.str("PROMETHEUS_MULTIPROC_DIR", default="") or VAR_DIR / "prometheus")
-PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
-# prometheus_client reads it from the environment once, when first imported (gateway.metrics checks it did).
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
 
 # --- Request logs ---
 # Record API requests in the database (off only to measure what logging costs).
