@@ -119,13 +119,13 @@ def claim_directory() -> None:
         _claim = claim
 
 
-def clear_directory(path: Path | None = None) -> int | None:
+def clear_directory() -> int | None:
     """Delete the files of processes that ran before this start, as prometheus_client advises.
 
     Returns how many files went, or None when a gateway process still uses the directory (it holds the lock of
     `claim_directory`): its counters, and those of its exited siblings, must stay while it runs.
     """
-    directory = Path(path or settings.PROMETHEUS_MULTIPROC_DIR)
+    directory = Path(settings.PROMETHEUS_MULTIPROC_DIR)
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / _LOCK_FILE, "ab") as lock:
         try:
