@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import database_url, start_daphne, stop_process
+from tests.live import METRICS_TOKEN, database_url, start_daphne, stop_process
 
 ARTIFACTS = Path(__file__).resolve().parent / "test-artifacts"
 
@@ -44,7 +44,7 @@ def live_gateway(django_db_setup: None, django_db_blocker: object) -> Iterator[s
     # Small size limits, so that the 413 and image-size paths are cheap to reach.
     env = {"DATABASE_URL": database_url(), "LOG_FLUSH_INTERVAL": "0.1", "MAX_REQUEST_BYTES": str(2**20),
            "MAX_IMAGE_BYTES": str(2**16), "IMAGE_URL_ALLOWED_HOSTS": "images.example.org", "BACKEND_COOLOFF_SECONDS": "30",
-           "SSE_KEEPALIVE_SECONDS": "0.5"}  # fmt: skip
+           "SSE_KEEPALIVE_SECONDS": "0.5", "MONITOR_METRICS_TOKEN": METRICS_TOKEN}  # fmt: skip
     process, url = start_daphne(env)
     yield url
     stop_process(process)

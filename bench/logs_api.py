@@ -40,14 +40,15 @@ def setup_django() -> None:
     django.setup()
 
 
-def generate(rows: int) -> None:
+def generate(rows: int, path: Path = DB) -> None:
+    """Bulk-insert `rows` request-log rows into the SQLite database at `path` (Django's configured database)."""
     from django.core.management import call_command
 
     from gateway.models import APIKey
 
     call_command("migrate", verbosity=0)
     keys = [APIKey.objects.create_key(name=f"team-{n}", scope_logs=n == 0)[0] for n in range(20)]
-    db = sqlite3.connect(DB)
+    db = sqlite3.connect(path)
     db.execute("PRAGMA synchronous=OFF")
     # Loading without the indexes and building them afterwards is several times faster.
     indexes = db.execute(

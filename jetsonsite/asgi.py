@@ -28,9 +28,12 @@ from django.core.handlers.exception import convert_exception_to_response  # noqa
 from django.http import HttpRequest  # noqa: E402
 
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
+from gateway import metrics  # noqa: E402
 
 API_PREFIX = "/v1/"
 logger = logging.getLogger(__name__)
+# This server counts requests into the node's metrics directory: no other gateway's start may clear it now.
+metrics.claim_directory()
 
 
 class APIHandler(ASGIHandler):

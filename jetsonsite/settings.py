@@ -18,6 +18,12 @@ if (BASE_DIR / ".env").exists():
 # State the app creates at run time (SQLite database, model files) lives here.
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# Where the node's gateway processes keep their request counters (prometheus_client's multiprocess mode: one set of
+# files per process, summed by every scrape). One directory per node, shared by all its gateway processes.
+PROMETHEUS_MULTIPROC_DIR = Path(env.str("PROMETHEUS_MULTIPROC_DIR", default="") or VAR_DIR / "prometheus")
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+# prometheus_client reads it from the environment once, when first imported (gateway.metrics checks it did).
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
 
 DEBUG = env.bool("DEBUG", default=False)
 

@@ -1,40 +1,31 @@
-"""Prometheus text exposition: each node's latest sample and the gateway's request counters from RequestLog."""
+"""Prometheus text for GET /metrics: each node's latest sample as gauges, and the gateway's request metrics."""
 
 from __future__ import annotations
 
-from django.db.models import Count, Sum
+from collections.abc import Iterator
 
-from gateway.models import RequestLog
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from gateway import metrics
 from monitor.models import Node, Sample
 
-
-def _number(value: object) -> str:
-    # %g would round byte counts to six digits; integers stay exact.
-    return str(int(value)) if isinstance(value, int) else repr(float(value))
-
-
-def _escape(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+FAMILIES = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily}
 
 
 class Exposition:
-    """Metric families in the order first added; each gets its HELP and TYPE lines once."""
+    """Metric families in the order first added; a family's label names are those of its first sample."""
 
     def __init__(self) -> None:
-        self.families: dict[str, tuple[str, str, list[str]]] = {}
+        self.families: dict[str, Metric] = {}
 
     def add(self, name: str, kind: str, help: str, value: object, /, **labels: object) -> None:
         if value is None:
             return
-        family = self.families.setdefault(name.removesuffix("_sum").removesuffix("_count"), (kind, help, []))
-        label_text = ",".join(f'{key}="{_escape(label)}"' for key, label in labels.items())
-        family[2].append(f"{name}{{{label_text}}} {_number(value)}" if label_text else f"{name} {_number(value)}")
-
-    def render(self) -> str:
-        lines: list[str] = []
-        for name, (kind, help, samples) in self.families.items():
-            lines += [f"# HELP {name} {help}", f"# TYPE {name} {kind}", *samples]
-        return "\n".join(lines) + "\n"
+        family = self.families.get(name)
+        if family is None:
+            family = self.families[name] = FAMILIES[kind](name, help, labels=list(labels))
+        family.add_metric([str(label) for label in labels.values()], float(value))  # type: ignore[attr-defined,arg-type]
 
 
 def _scaled(value: object, factor: float) -> float | None:
@@ -133,55 +124,21 @@ def add_sample(out: Exposition, sample: Sample) -> None:
         )
 
 
-def add_gateway(out: Exposition) -> None:
-    rows = (
-        RequestLog.objects.values("model_used", "model_requested", "endpoint", "status")
-        .annotate(
-            n=Count("id"),
-            latency_sum=Sum("latency_ms"),
-            latency_n=Count("latency_ms"),
-            ttft_sum=Sum("ttft_ms"),
-            ttft_n=Count("ttft_ms"),
-            prompt=Sum("prompt_tokens"),
-            completion=Sum("completion_tokens"),
-        )
-        .order_by()
-    )
-    # Fold status (and requested/used model names) away for the per-model series.
-    by_model: dict[tuple[str, str], dict[str, float]] = {}
-    retained = " Counts the request-log rows still retained, so it drops when old rows are deleted."
-    for row in rows:
-        model = row["model_used"] or row["model_requested"]
-        out.add(
-            "jetson_gateway_requests_total",
-            "counter",
-            "API requests by model, endpoint and status." + retained,
-            row["n"],
-            model=model,
-            endpoint=row["endpoint"],
-            status=row["status"],
-        )
-        totals = by_model.setdefault((model, row["endpoint"]), dict.fromkeys(row, 0))
-        for key in ("latency_sum", "latency_n", "ttft_sum", "ttft_n", "prompt", "completion"):
-            totals[key] += row[key] or 0
-    for (model, endpoint), totals in by_model.items():
-        labels = {"model": model, "endpoint": endpoint}
-        help = "API request latency, whole request." + retained
-        out.add("jetson_gateway_request_duration_seconds_sum", "summary", help, totals["latency_sum"] / 1000, **labels)
-        out.add("jetson_gateway_request_duration_seconds_count", "summary", help, totals["latency_n"], **labels)
-        help = "Time to the first token of generation requests." + retained
-        out.add("jetson_gateway_time_to_first_token_seconds_sum", "summary", help, totals["ttft_sum"] / 1000, **labels)
-        out.add("jetson_gateway_time_to_first_token_seconds_count", "summary", help, totals["ttft_n"], **labels)
-        help = "Tokens by kind (prompt, completion)." + retained
-        out.add("jetson_gateway_tokens_total", "counter", help, totals["prompt"], kind="prompt", **labels)
-        out.add("jetson_gateway_tokens_total", "counter", help, totals["completion"], kind="completion", **labels)
+class LatestSamples:
+    """A prometheus_client collector of each node's latest sample, read from the database at each scrape."""
+
+    def collect(self) -> Iterator[Metric]:
+        out = Exposition()
+        for node in Node.objects.all():
+            latest = Sample.objects.filter(node=node).select_related("node").order_by("-time").first()
+            if latest is not None:
+                add_sample(out, latest)
+        yield from out.families.values()
 
 
-def render() -> str:
-    out = Exposition()
-    for node in Node.objects.all():
-        latest = Sample.objects.filter(node=node).select_related("node").order_by("-time").first()
-        if latest is not None:
-            add_sample(out, latest)
-    add_gateway(out)
-    return out.render()
+def render() -> bytes:
+    """The text exposition: a registry per scrape, so that nothing a process registered elsewhere leaks in."""
+    registry = CollectorRegistry()
+    registry.register(LatestSamples())
+    metrics.add_to(registry)
+    return generate_latest(registry)

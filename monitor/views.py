@@ -11,6 +11,7 @@ from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -100,4 +101,4 @@ def metrics(request: HttpRequest) -> HttpResponse:
                 403, "Set MONITOR_METRICS_TOKEN to let Prometheus read /metrics.", "permission_error"
             ).response()
         return errors.unauthorized("Invalid or missing metrics token.").response()
-    return HttpResponse(prometheus.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
+    return HttpResponse(prometheus.render(), content_type=CONTENT_TYPE_PLAIN_0_0_4)

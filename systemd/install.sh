@@ -20,7 +20,7 @@ if [ "$SRC" != "$APP" ]; then
 fi
 [ -x "$APP/.venv/bin/python" ] || "$PYTHON" -m venv "$APP/.venv"
 "$APP/.venv/bin/pip" install --progress-bar on -r "$APP/requirements.txt"
-mkdir -p "$APP/var" "$APP/staticfiles"
+mkdir -p "$APP/var/prometheus" "$APP/staticfiles"  # the request-metrics directory must be the service's own
 chown -R jetson-gateway:jetson-gateway "$APP/var" "$APP/staticfiles"
 
 echo "==> settings in $CONF"

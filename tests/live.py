@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +17,8 @@ from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
+METRICS_TOKEN = "live-metrics-token"  # MONITOR_METRICS_TOKEN of the session's live gateway
+_own_metrics_dirs: dict[int, str] = {}  # daphne pid -> the metrics directory start_daphne made for it
 
 
 def database_url() -> str:
@@ -30,11 +34,15 @@ def start_daphne(env: dict[str, str], timeout: float = 60) -> tuple[subprocess.P
     """Serve jetsonsite.asgi with daphne on a free port, with `env` over this process's environment.
 
     Returns (process, base URL) once `/livez` answers; stop it with `stop_process`. Its output goes to
-    test-artifacts/daphne-<port>.log.
+    test-artifacts/daphne-<port>.log. Unless `env` names a PROMETHEUS_MULTIPROC_DIR, it counts its requests in a
+    directory of its own (removed by `stop_process`), not in this process's.
     """
     from gateway.llama import free_port
 
     port = free_port()
+    own_dir = None if "PROMETHEUS_MULTIPROC_DIR" in env else tempfile.mkdtemp(prefix=f"daphne-{port}-metrics-")
+    if own_dir:
+        env = {**env, "PROMETHEUS_MULTIPROC_DIR": own_dir}
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / f"daphne-{port}.log", "ab")  # noqa: SIM115 (the process owns it)
     process = subprocess.Popen(
@@ -44,10 +52,13 @@ def start_daphne(env: dict[str, str], timeout: float = 60) -> tuple[subprocess.P
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    if own_dir:
+        _own_metrics_dirs[process.pid] = own_dir
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            stop_process(process)
             raise RuntimeError(f"daphne exited with code {process.returncode}: see {log.name}")
         try:
             with urllib.request.urlopen(f"{url}/livez", timeout=2):
@@ -66,3 +77,5 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    if process.pid in _own_metrics_dirs:
+        shutil.rmtree(_own_metrics_dirs.pop(process.pid), ignore_errors=True)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ def workdir(tmp_path):  # type: ignore[no-untyped-def]
            "GATEWAY_PORT": str(free_port()), "LLAMA_CHAT_PORT": str(free_port()), "LLAMA_EMBED_PORT": str(free_port()),
            "LLAMA_CTX_SIZE": "1024"}  # fmt: skip
     env.pop("REDIS_URL", None)  # embedded defaults: in-memory channel layer
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # and the metrics directory in VAR_DIR, not this process's
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300)
     return env
 
@@ -40,6 +42,9 @@ def read_until(process: subprocess.Popen[str], pattern: str, limit: float = 120)
 
 
 def test_it_serves_the_api_and_the_admin_and_stops_everything_on_ctrl_c(workdir: dict[str, str]) -> None:
+    # A previous run's request metrics (in the default directory, under VAR_DIR) are cleared at the start.
+    stale = Path(workdir["VAR_DIR"]) / "prometheus" / "counter_999999.db"
+    stale.write_bytes(b"")
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runlocal"], cwd=ROOT, env=workdir, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, start_new_session=True,
@@ -47,6 +52,8 @@ def test_it_serves_the_api_and_the_admin_and_stops_everything_on_ctrl_c(workdir:
     try:
         password = read_until(process, r"password (\S+) \(shown once\)").group(1)
         key = read_until(process, r"API key \(shown once\): (\S+)").group(1)
+        read_until(process, r"Deleted 1 metric files from ")
+        assert not stale.exists()
         read_until(process, r"gateway on http://")
         base = f"http://127.0.0.1:{workdir['GATEWAY_PORT']}"
         for _ in range(100):
@@ -63,6 +70,7 @@ def test_it_serves_the_api_and_the_admin_and_stops_everything_on_ctrl_c(workdir:
         )
         assert chat.status_code == 200, chat.text
         assert chat.json()["usage"]["completion_tokens"] > 0
+        assert list(stale.parent.glob("counter_*.db")), "daphne counts its requests in the default directory"
         embed = httpx.post(f"{base}/v1/embeddings", headers={"Authorization": f"Bearer {key}"},
                            json={"model": "gemma-3-270m-embed", "input": "hi"}, timeout=60)  # fmt: skip
         assert len(embed.json()["data"][0]["embedding"]) == 640

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.utils import timezone
 
+from gateway import metrics
 from gateway.errors import APIError
 from gateway.requestlog import writer
 
@@ -119,6 +120,7 @@ class RequestRecord:
         global _in_progress
         self.finish(status)
         _in_progress -= 1
+        metrics.observe(self)
         writer.submit(self)
 
     def finish(self, status: int) -> None:

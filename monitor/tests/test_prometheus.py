@@ -1,12 +1,16 @@
-"""GET /metrics: Prometheus text of each node's latest sample and the gateway's request counters, behind a token."""
+"""GET /metrics: Prometheus text of each node's latest sample and the gateway's request metrics, behind a token."""
 
 from __future__ import annotations
+
+import uuid
 
 import pytest
 from django.test import Client
 
-from gateway.models import RequestLog
+from gateway import metrics
+from gateway.requestlog.record import RequestRecord
 from monitor.tests.samples import make_sample
+from tests.scrape import parse, value
 
 TOKEN = "scrape-token-123"
 
@@ -38,42 +42,57 @@ def test_it_exposes_the_latest_sample_of_each_node(db: None, token: str) -> None
     response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain; version=0.0.4")
-    assert {
-        'jetson_cpu_usage_percent{node="orin-1"} 12.5',
-        'jetson_cpu_usage_percent{node="nano-1"} 3.0',
-        'jetson_memory_used_bytes{node="orin-1"} 68719476736',
-        'jetson_power_watts{node="orin-1"} 12.0',
-        'jetson_power_rail_watts{node="orin-1",rail="VDD_GPU_SOC"} 2.412',
-        'jetson_temperature_celsius{node="orin-1",sensor="cpu-thermal"} 52.6',
-        'jetson_backend_up{node="orin-1",backend="http://127.0.0.1:8081",model="qwen"} 1',
-        'jetson_backend_slots_busy{node="orin-1",backend="http://127.0.0.1:8081",model="qwen"} 1',
-        "# TYPE jetson_cpu_usage_percent gauge",
-    } <= lines(response)
-    assert 'jetson_cpu_usage_percent{node="orin-1"} 99.0' not in lines(response)
+    assert "# TYPE jetson_cpu_usage_percent gauge" in lines(response)
+    samples = parse(response.content.decode())
+    backend = {"node": "orin-1", "backend": "http://127.0.0.1:8081", "model": "qwen"}
+    assert value(samples, "jetson_cpu_usage_percent", node="orin-1") == 12.5
+    assert value(samples, "jetson_cpu_usage_percent", node="nano-1") == 3.0
+    assert value(samples, "jetson_memory_used_bytes", node="orin-1") == 68719476736  # exact, not rounded
+    assert value(samples, "jetson_power_watts", node="orin-1") == 12.0
+    assert value(samples, "jetson_power_rail_watts", node="orin-1", rail="VDD_GPU_SOC") == 2.412
+    assert value(samples, "jetson_temperature_celsius", node="orin-1", sensor="cpu-thermal") == 52.6
+    assert value(samples, "jetson_backend_up", **backend) == 1
+    assert value(samples, "jetson_backend_slots_busy", **backend) == 1
+    assert [v for (name, _), v in samples.items() if name == "jetson_cpu_usage_percent"].count(99.0) == 0
 
 
-def test_it_counts_gateway_requests_from_the_request_log(db: None, token: str) -> None:
-    chat = "/v1/chat/completions"
-    RequestLog.objects.create(
-        endpoint=chat, model_used="qwen", status=200, latency_ms=100, ttft_ms=20, prompt_tokens=5, completion_tokens=7
-    )
-    RequestLog.objects.create(
-        endpoint=chat, model_used="qwen", status=200, latency_ms=300, ttft_ms=40, prompt_tokens=3, completion_tokens=1
-    )
-    RequestLog.objects.create(endpoint=chat, model_used="qwen", status=503, latency_ms=None)
-    RequestLog.objects.create(endpoint=chat, model_requested='bad"model', status=404, latency_ms=2)
-    text = lines(Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}"))
-    assert {
-        "# TYPE jetson_gateway_requests_total counter",
-        f'jetson_gateway_requests_total{{model="qwen",endpoint="{chat}",status="200"}} 2',
-        f'jetson_gateway_requests_total{{model="qwen",endpoint="{chat}",status="503"}} 1',
-        f'jetson_gateway_requests_total{{model="bad\\"model",endpoint="{chat}",status="404"}} 1',
-        "# TYPE jetson_gateway_request_duration_seconds summary",
-        f'jetson_gateway_request_duration_seconds_sum{{model="qwen",endpoint="{chat}"}} 0.4',
-        f'jetson_gateway_request_duration_seconds_count{{model="qwen",endpoint="{chat}"}} 2',
-        f'jetson_gateway_time_to_first_token_seconds_sum{{model="qwen",endpoint="{chat}"}} 0.06',
-        f'jetson_gateway_tokens_total{{kind="completion",model="qwen",endpoint="{chat}"}} 8',
-    } <= text
+def test_it_counts_gateway_requests_as_they_finish(db: None, token: str) -> None:
+    chat, model, odd = "/v1/chat/completions", f"qwen-{uuid.uuid4().hex[:8]}", f'bad"mo\\del-{uuid.uuid4().hex[:8]}'
+    for fields in (
+        {"status": 200, "latency_ms": 100, "ttft_ms": 20, "prompt_tokens": 5, "completion_tokens": 7, "tokens_per_second": 35.0},
+        {"status": 200, "latency_ms": 300, "ttft_ms": 40, "prompt_tokens": 3, "completion_tokens": 1, "tokens_per_second": 12.0},
+        {"status": 503, "latency_ms": 2},
+    ):  # fmt: skip
+        metrics.observe(RequestRecord(endpoint=chat, model_used=model, **fields))
+    metrics.observe(RequestRecord(endpoint=chat, model_used=odd, status=200, latency_ms=5))
+    # A name the client made up is not a label: only models the request was routed to are.
+    made_up = f"made-up-{uuid.uuid4().hex}"
+    metrics.observe(RequestRecord(endpoint=f"/v1/models/{made_up}", model_requested=made_up, status=404, latency_ms=1))
+    response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}")
+    text = response.content.decode()
+    samples = parse(text)
+    labels = {"model": model, "endpoint": chat}
+    assert value(samples, "jetson_gateway_requests_total", status=200, **labels) == 2
+    assert value(samples, "jetson_gateway_requests_total", status=503, **labels) == 1
+    assert value(samples, "jetson_gateway_request_duration_seconds_count", **labels) == 3
+    assert value(samples, "jetson_gateway_request_duration_seconds_sum", **labels) == pytest.approx(0.402)
+    buckets = {le: value(samples, "jetson_gateway_request_duration_seconds_bucket", le=le, **labels)
+               for le in ("0.05", "0.1", "0.25", "0.5", "+Inf")}  # fmt: skip
+    assert buckets == {"0.05": 1, "0.1": 2, "0.25": 2, "0.5": 3, "+Inf": 3}
+    assert value(samples, "jetson_gateway_time_to_first_token_seconds_count", **labels) == 2
+    assert value(samples, "jetson_gateway_time_to_first_token_seconds_sum", **labels) == pytest.approx(0.06)
+    assert value(samples, "jetson_gateway_tokens_per_second_count", **labels) == 2
+    assert value(samples, "jetson_gateway_tokens_per_second_sum", **labels) == 47.0
+    assert value(samples, "jetson_gateway_tokens_per_second_bucket", le="15.0", **labels) == 1
+    assert value(samples, "jetson_gateway_tokens_per_second_bucket", le="50.0", **labels) == 2
+    assert value(samples, "jetson_gateway_tokens_total", kind="prompt", **labels) == 8
+    assert value(samples, "jetson_gateway_tokens_total", kind="completion", **labels) == 8
+    assert value(samples, "jetson_gateway_requests_total", model=odd, endpoint=chat, status=200) == 1
+    assert f'model="bad\\"mo\\\\del-{odd[-8:]}"' in text  # the library escapes quotes and backslashes
+    assert value(samples, "jetson_gateway_requests_total", model="", endpoint="/v1/models/{model}", status=404) >= 1
+    assert made_up not in text
+    assert {"# TYPE jetson_gateway_requests_total counter", "# TYPE jetson_gateway_request_duration_seconds histogram",
+            "# TYPE jetson_gateway_tokens_per_second histogram"} <= set(text.splitlines())  # fmt: skip
 
 
 def test_it_refuses_a_wrong_token(db: None, token: str) -> None:

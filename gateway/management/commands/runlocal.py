@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from gateway import llama
@@ -35,6 +36,7 @@ class Command(BaseCommand):
         register_model(settings.LLAMA_MODEL_ID, [chat.url], kind=ModelKind.CHAT)
         register_model(f"{settings.LLAMA_MODEL_ID}-embed", [embed.url], kind=ModelKind.EMBEDDING)
         self.ensure_api_key()
+        call_command("clearmetrics", stdout=self.stdout)
 
         # SIGTERM (systemd, kill) takes the same clean path as Ctrl-C.
         signal.signal(signal.SIGTERM, _interrupt)

@@ -1,0 +1,138 @@
+"""The gateway's request metrics for Prometheus: counters and histograms updated as each request's record is submitted.
+
+prometheus_client's multiprocess mode: every gateway process adds to its own memory-mapped files in
+settings.PROMETHEUS_MULTIPROC_DIR, and a scrape of any process sums every file there. So the figures are the node's,
+they never fall while the node's gateway runs (a process that exits leaves its files, and a restarted one with the
+same pid carries on from them), and a scrape costs the same whatever the size of the request log. The directory is
+cleared when the gateway starts (`clear_directory`), unless another gateway process is still using it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import logging
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from prometheus_client import CollectorRegistry, Counter, Histogram, values
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.multiprocess import MultiProcessCollector
+
+if TYPE_CHECKING:
+    from gateway.requestlog.record import RequestRecord
+
+if values.ValueClass is values.MutexValue:
+    # Each process would count for itself only, and the scrape (which reads the files) would show nothing.
+    raise ImproperlyConfigured(
+        "prometheus_client was imported before the settings set PROMETHEUS_MULTIPROC_DIR: import it after django.setup()"
+    )
+
+logger = logging.getLogger(__name__)
+
+MODEL_ENDPOINT = ("model", "endpoint")
+REQUESTS = Counter(
+    "jetson_gateway_requests_total",
+    "API requests by model, endpoint and status.",
+    (*MODEL_ENDPOINT, "status"),
+    registry=None,
+)
+TOKENS = Counter(
+    "jetson_gateway_tokens_total",
+    "Tokens by kind (prompt, completion).",
+    (*MODEL_ENDPOINT, "kind"),
+    registry=None,
+)
+DURATION = Histogram(
+    "jetson_gateway_request_duration_seconds",
+    "API request latency, whole request (a stream: until its last chunk).",
+    MODEL_ENDPOINT,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300),
+    registry=None,
+)
+TTFT = Histogram(
+    "jetson_gateway_time_to_first_token_seconds",
+    "Time to the first token of generation requests.",
+    MODEL_ENDPOINT,
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+    registry=None,
+)
+TOKENS_PER_SECOND = Histogram(
+    "jetson_gateway_tokens_per_second",
+    "Generation speed of completions, as llama-server measured it.",
+    MODEL_ENDPOINT,
+    # From a 70B model on an Orin Nano to a 270M one on an AGX Orin.
+    buckets=(1, 2, 5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500),
+    registry=None,
+)
+_LOCK_FILE = "gateway.lock"  # not *.db: the collector reads only those
+_claim: IO[bytes] | None = None
+
+
+def endpoint_label(path: str) -> str:
+    # One series for every model's detail page: the path is the client's to choose.
+    return "/v1/models/{model}" if path.startswith("/v1/models/") else path
+
+
+@functools.cache
+def _series(metric: MetricWrapperBase, *labels: object) -> Any:
+    # labels() validates and converts on every call: 1.5 µs, as much as the increment itself. The label space is
+    # bounded (registry models, routes, statuses), and so is this cache.
+    return metric.labels(*labels)
+
+
+def observe(record: RequestRecord) -> None:
+    """Count one finished request; called once per record, as it is submitted."""
+    # The model the request was routed to, never the name the client sent: labels come from the registry, so a
+    # client cannot make series at will.
+    model, endpoint = record.model_used, endpoint_label(record.endpoint)
+    try:
+        _series(REQUESTS, model, endpoint, record.status).inc()
+        if record.latency_ms is not None:
+            _series(DURATION, model, endpoint).observe(record.latency_ms / 1000)
+        if record.ttft_ms is not None:
+            _series(TTFT, model, endpoint).observe(record.ttft_ms / 1000)
+        if record.tokens_per_second:
+            _series(TOKENS_PER_SECOND, model, endpoint).observe(record.tokens_per_second)
+        if record.prompt_tokens:
+            _series(TOKENS, model, endpoint, "prompt").inc(record.prompt_tokens)
+        if record.completion_tokens:
+            _series(TOKENS, model, endpoint, "completion").inc(record.completion_tokens)
+    except Exception:
+        # A request never fails because of its metrics (a full disk under the directory, say).
+        logger.exception("Could not update the request metrics")
+
+
+def add_to(registry: CollectorRegistry) -> None:
+    """Have `registry` expose the node's request metrics: the sum over every process's files."""
+    MultiProcessCollector(registry, path=str(settings.PROMETHEUS_MULTIPROC_DIR))
+
+
+def claim_directory() -> None:
+    """Mark this process as a user of the metrics directory until it exits, so that no start clears it meanwhile."""
+    global _claim
+    if _claim is None:
+        claim = open(Path(settings.PROMETHEUS_MULTIPROC_DIR) / _LOCK_FILE, "ab")  # noqa: SIM115 (held until exit)
+        fcntl.flock(claim, fcntl.LOCK_SH)  # waits while a clear_directory runs
+        _claim = claim
+
+
+def clear_directory() -> int | None:
+    """Delete the files of processes that ran before this start, as prometheus_client advises.
+
+    Returns how many files went, or None when a gateway process still uses the directory (it holds the lock of
+    `claim_directory`): its counters, and those of its exited siblings, must stay while it runs.
+    """
+    directory = Path(settings.PROMETHEUS_MULTIPROC_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / _LOCK_FILE, "ab") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        files = list(directory.glob("*.db"))
+        for file in files:
+            file.unlink(missing_ok=True)
+        return len(files)
