@@ -13,18 +13,25 @@ from gateway.llama import free_port
 from gateway.models import APIKey, ModelKind, PromptFormat
 from gateway.registry import register_model
 from tests.fake_llama import FakeLlama
+from tests.slots import seconds_until_idle
+
+# A generation an earlier test cancelled (or left running) must not take a slot this test counts on: the fixtures
+# that hand out the shared real server wait until none of its slots is processing.
+IDLE_WITHIN = 120  # seconds
 
 
 @pytest.fixture
 def chat_model(transactional_db: None, llama_chat: object) -> str:
-    """The real small model through the backend's own chat template (prompt format `server`)."""
+    """The real small model through the backend's own chat template (prompt format `server`), its slots idle."""
+    seconds_until_idle(llama_chat.url, limit=IDLE_WITHIN)  # type: ignore[attr-defined]
     register_model("gemma", [llama_chat.url], kind=ModelKind.CHAT)  # type: ignore[attr-defined]
     return "gemma"
 
 
 @pytest.fixture
 def template_model(transactional_db: None, llama_chat: object) -> str:
-    """The same real model through the gateway-side Gemma template and /completion."""
+    """The same real model through the gateway-side Gemma template and /completion, its slots idle."""
+    seconds_until_idle(llama_chat.url, limit=IDLE_WITHIN)  # type: ignore[attr-defined]
     register_model("gemma-tpl", [llama_chat.url], kind=ModelKind.CHAT, prompt_format=PromptFormat.GEMMA)  # type: ignore[attr-defined]
     return "gemma-tpl"
 
