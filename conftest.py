@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.live import METRICS_TOKEN, database_url, start_daphne, stop_process
+from tests.settle import settle_live_server
 
 ARTIFACTS = Path(__file__).resolve().parent / "test-artifacts"
 
@@ -39,8 +40,11 @@ def llama_embed() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def live_gateway(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
-    """Base URL of the gateway served by a real daphne process over the test database."""
+def live_gateway_server(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
+    """Base URL of the gateway served by one real daphne process over the test database, for the whole session.
+
+    Tests take it through `live_gateway`, which settles it after each test.
+    """
     # Small size limits, so that the 413 and image-size paths are cheap to reach.
     env = {"DATABASE_URL": database_url(), "LOG_FLUSH_INTERVAL": "0.1", "MAX_REQUEST_BYTES": str(2**20),
            "MAX_IMAGE_BYTES": str(2**16), "IMAGE_URL_ALLOWED_HOSTS": "images.example.org", "BACKEND_COOLOFF_SECONDS": "30",
@@ -48,6 +52,13 @@ def live_gateway(django_db_setup: None, django_db_blocker: object) -> Iterator[s
     process, url = start_daphne(env)
     yield url
     stop_process(process)
+
+
+@pytest.fixture
+def live_gateway(live_gateway_server: str, transactional_db: None) -> Iterator[str]:
+    """The live gateway's base URL; after the test, every request it served is logged before the database is reset."""
+    yield live_gateway_server
+    settle_live_server(live_gateway_server)
 
 
 @pytest.fixture(autouse=True)

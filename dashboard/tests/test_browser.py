@@ -18,6 +18,7 @@ from django.contrib.auth.models import User
 from dashboard.tests.conftest import PASSWORD
 from gateway.registry import register_model
 from tests.live import ARTIFACTS, ROOT, database_url, start_daphne, stop_process
+from tests.settle import settle_live_server
 from tests.slots import busy_slots, seconds_until_idle
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,12 +49,15 @@ def daphne_server(django_db_setup: None, django_db_blocker: Any, collected_stati
 
 
 @pytest.fixture
-def site(daphne_server: dict[str, str], llama_chat: Any) -> dict[str, Any]:
-    """Alice (staff) and the small model registered, committed where daphne sees them."""
+def site(daphne_server: dict[str, str], llama_chat: Any, transactional_db: None) -> Iterator[dict[str, Any]]:
+    """Alice (staff) and the small model (its slots idle) registered, committed where daphne sees them; after
+    the test, every request daphne served is logged before the database is reset."""
+    seconds_until_idle(llama_chat.url, limit=120)
     User.objects.create_user("alice", password=PASSWORD, is_staff=True)
     # ignore_eos: the long reply cannot end on its own while the Stop test waits for its slot.
     register_model(MODEL, [llama_chat.url], kind="chat", default_params={"ignore_eos": True})
-    return {**daphne_server, "llama": llama_chat.url}
+    yield {**daphne_server, "llama": llama_chat.url}
+    settle_live_server(daphne_server["url"])
 
 
 @pytest.fixture

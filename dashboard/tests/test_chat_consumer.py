@@ -15,6 +15,7 @@ from dashboard.tests.conftest import connect
 from gateway import requestlog, upstream
 from gateway.models import RequestLog
 from gateway.registry import register_model
+from tests.settle import settle_this_process
 from tests.slots import busy_slots, seconds_until_idle
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,6 +27,8 @@ LONG_STORY = [{"role": "user", "content": "Tell me a very long story about a rob
 
 @pytest.fixture
 async def chat_model(llama_chat: Any, transactional_db: None) -> AsyncIterator[Any]:
+    # Its slots idle: a generation an earlier test cancelled must not be mistaken for this test's.
+    await asyncio.to_thread(seconds_until_idle, llama_chat.url, 120)
     # ignore_eos: a long reply cannot end on its own while a Stop test waits for its slot.
     await database_sync_to_async(register_model)(
         MODEL, [llama_chat.url], kind="chat", default_params={"ignore_eos": True}
@@ -33,7 +36,7 @@ async def chat_model(llama_chat: Any, transactional_db: None) -> AsyncIterator[A
     yield llama_chat
     # Rows of this test must be written before the database is emptied, not during the next test, and the
     # writer's connection closed, or PostgreSQL cannot drop the test database.
-    await sync_to_async(requestlog.stop)(10)
+    await settle_this_process()
     await upstream.close_sessions()
 
 

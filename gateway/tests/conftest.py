@@ -3,28 +3,37 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import openai
 import pytest
 
+from gateway import upstream
 from gateway.llama import free_port
 from gateway.models import APIKey, ModelKind, PromptFormat
 from gateway.registry import register_model
 from tests.fake_llama import FakeLlama
+from tests.settle import settle_this_process
+from tests.slots import seconds_until_idle
+
+# A generation an earlier test cancelled (or left running) must not take a slot this test counts on: the fixtures
+# that hand out the shared real server wait until none of its slots is processing.
+IDLE_WITHIN = 120  # seconds
 
 
 @pytest.fixture
 def chat_model(transactional_db: None, llama_chat: object) -> str:
-    """The real small model through the backend's own chat template (prompt format `server`)."""
+    """The real small model through the backend's own chat template (prompt format `server`), its slots idle."""
+    seconds_until_idle(llama_chat.url, limit=IDLE_WITHIN)  # type: ignore[attr-defined]
     register_model("gemma", [llama_chat.url], kind=ModelKind.CHAT)  # type: ignore[attr-defined]
     return "gemma"
 
 
 @pytest.fixture
 def template_model(transactional_db: None, llama_chat: object) -> str:
-    """The same real model through the gateway-side Gemma template and /completion."""
+    """The same real model through the gateway-side Gemma template and /completion, its slots idle."""
+    seconds_until_idle(llama_chat.url, limit=IDLE_WITHIN)  # type: ignore[attr-defined]
     register_model("gemma-tpl", [llama_chat.url], kind=ModelKind.CHAT, prompt_format=PromptFormat.GEMMA)  # type: ignore[attr-defined]
     return "gemma-tpl"
 
@@ -45,6 +54,20 @@ def api_key(transactional_db: None) -> str:
 @pytest.fixture
 def client(live_gateway: str, api_key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{live_gateway}/v1", api_key=api_key, max_retries=0, timeout=120)
+
+
+@pytest.fixture
+async def app_client(transactional_db: None, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway served in this process (httpx over ASGI) with alice's key, where a test can see and hold
+    routing's state; after the test its log rows are written and its connections closed."""
+    from jetsonsite.asgi import application
+
+    transport = httpx.ASGITransport(app=application)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers, timeout=60) as app:
+        yield app
+    await settle_this_process()
+    await upstream.close_sessions()
 
 
 def post(
