@@ -209,11 +209,14 @@ async def _relay_server_stream(
                 record.mark_first_token()
             if event.get("usage") or event.get("timings"):
                 _count_usage(record, event.get("usage"), event.get("timings"))
-            if not choices and not include_usage:
-                continue
-            if not include_usage:
-                event.pop("usage", None)
-            yield event
+            usage = event.pop("usage", None)
+            if choices:
+                ending = usage and include_usage
+                # As OpenAI does: the usage (and llama-server's timings) in a chunk of its own, with no choices;
+                # llama-server's text completions send them on the last choice's chunk.
+                yield {k: v for k, v in event.items() if k != "timings"} if ending else event
+            if usage and include_usage:
+                yield {**event, "choices": [], "usage": usage}
     except (upstream.UpstreamError, ValueError) as exc:
         yield _error_chunk(exc)
     finally:

@@ -75,8 +75,8 @@ def test_it_ends_the_stream_with_usage_when_asked(client: openai.OpenAI, chat_mo
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
-    # The last chunk carries the usage (llama-server puts it on the chunk with the finish reason, where OpenAI
-    # sends one more chunk with no choices); no other chunk does.
+    # As OpenAI does: one more chunk after the finish reason, with no choices, carries the usage; no other does.
+    assert chunks[-1].choices == []
     assert chunks[-1].usage.completion_tokens == 5
     assert chunks[-1].usage.prompt_tokens > 0
     assert all(chunk.usage is None for chunk in chunks[:-1])
