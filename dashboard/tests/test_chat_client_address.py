@@ -29,7 +29,8 @@ async def logged_address(user: Any) -> str | None:
     )
     assert (await communicator.receive_json_from(timeout=10))["type"] == "error"
     await communicator.disconnect()
-    await sync_to_async(requestlog.flush)(10)
+    # stop, not flush: the writer's connection must be closed before the test database is dropped.
+    await sync_to_async(requestlog.stop)(10)
     row = await database_sync_to_async(RequestLog.objects.get)(endpoint="/ws/chat/")
     return row.client_ip
 
