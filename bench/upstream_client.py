@@ -3,7 +3,7 @@ shared aiohttp.ClientSession, side by side in one daphne process, against the in
 
     .venv/bin/python -m bench.upstream_client [--rounds 2] [--seconds 5]
 
-Load comes from wrk (`apt-get install -y wrk`): req/s at 32 connections and p50 at 1, for each proxy view, for a
+Load comes from wrk (`make setup-bench` installs Debian's): req/s at 32 connections and p50 at 1, for each proxy view, for a
 view that returns a constant without any upstream call (the ceiling of Django + daphne here), and for the fake
 backend directly. Targets alternate round by round so machine noise hits them alike. Nothing of the gateway is
 involved: no keys, no registry, no request log; only the client library differs between the two proxy views.
@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration at 32 connections (at 1: 3/5 of it)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
-        sys.exit("wrk is missing: apt-get install -y wrk")
+        sys.exit("wrk is missing: make setup-bench (apt-get install -y wrk)")
 
     from bench.common import Bench
     from tests.live import start_daphne
