@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test pytest lint setup setup-test clean
+.PHONY: run test pytest lint setup setup-test setup-bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@echo "==> creating virtualenv in $(VENV) and installing Python packages"
@@ -32,6 +32,12 @@ setup-test: $(VENV)/.installed
 	DEBUG=true $(PY) manage.py setupllama
 	DEBUG=true $(PY) manage.py collectstatic --no-input -v 0
 	@bash scripts/install-browser.sh
+
+# Debian's wrk, the load generator of bench/upstream_client.py.
+setup-bench:
+	@command -v wrk >/dev/null || { echo "==> installing Debian's wrk for the benchmarks"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q wrk; }
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -137,9 +137,13 @@ class ChatConsumer(DashboardConsumer):
 
     def new_record(self, key: Any) -> RequestRecord:
         """A log record attributed to the signed-in user and their dashboard key, like an API request with it."""
-        headers = dict(self.scope.get("headers") or [])
+        headers = self.scope.get("headers") or []
         client = self.scope.get("client") or [None]
-        meta = {"REMOTE_ADDR": client[0], "HTTP_USER_AGENT": headers.get(b"user-agent", b"").decode("latin-1")}
+        user_agent = dict(headers).get(b"user-agent", b"").decode("latin-1")
+        # X-Forwarded-For goes to the record, which believes it only from TRUSTED_PROXIES (daphne runs without
+        # --proxy-headers: scope["client"] is the peer). Repeated headers are joined, as Django does for META.
+        forwarded = ",".join(value.decode("latin-1") for name, value in headers if name == b"x-forwarded-for")
+        meta = {"REMOTE_ADDR": client[0], "HTTP_USER_AGENT": user_agent, "HTTP_X_FORWARDED_FOR": forwarded}
         record = RequestRecord.start(self.scope.get("path", "/ws/chat/"), "WS", meta)
         record.identify(key)
         record.owner_id = self.scope["user"].pk

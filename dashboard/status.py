@@ -1,4 +1,5 @@
-"""Model and backend status for the Models page: registry rows, each backend probed, this process's in-flight count."""
+"""Model and backend status for the Models and Chat pages: registry rows, each backend probed (and whether its GGUF
+has its own chat template), this process's in-flight count."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from gateway import routing, upstream
+from gateway import ggufinfo, routing, upstream
 from gateway.models import LLMModel
 
 
@@ -19,16 +20,21 @@ def _registry() -> list[dict[str, Any]]:
             {"id": b.id, "url": b.base_url.rstrip("/"), "enabled": b.enabled, "api_key": b.api_key}
             for b in model.backends.all()
         ]
-        models.append({"model_id": model.model_id, "kind": model.kind, "enabled": model.enabled, "backends": backends})
+        models.append({"model_id": model.model_id, "kind": model.kind, "prompt_format": model.prompt_format,
+                       "enabled": model.enabled, "backends": backends})  # fmt: skip
     return models
 
 
 def _unknown(error: str = "") -> dict[str, Any]:
-    return {"up": False, "latency_ms": None, "slots_busy": None, "slots_idle": None, "error": error}
+    return {"up": False, "latency_ms": None, "slots_busy": None, "slots_idle": None, "error": error,
+            "chat_template": None, "chat_template_detail": ""}  # fmt: skip
 
 
 async def probe(url: str, api_key: str) -> dict[str, Any]:
-    result = await upstream.probe(upstream.Target(url, api_key), settings.HEALTH_TIMEOUT)
+    """Health and slots; and, at the same time, whether its GGUF has its own chat template (None: unknown)."""
+    result, template = await asyncio.gather(
+        upstream.probe(upstream.Target(url, api_key), settings.HEALTH_TIMEOUT), ggufinfo.backend_check(url, api_key)
+    )
     busy, idle = result.slots if result.status == "ok" and result.slots else (None, None)
     return {
         "up": result.status == "ok",
@@ -36,6 +42,8 @@ async def probe(url: str, api_key: str) -> dict[str, Any]:
         "slots_busy": busy,
         "slots_idle": idle,
         "error": result.error,
+        "chat_template": template.has_template,
+        "chat_template_detail": template.detail,
     }
 
 

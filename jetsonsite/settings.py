@@ -45,6 +45,7 @@ else:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # Served behind TLS (directly or through a proxy that sets X-Forwarded-Proto): secure cookies, HSTS, redirects.
+# The header is believed only from TRUSTED_PROXIES (jetsonsite.middleware.ForwardedProtoMiddleware).
 HTTPS = env.bool("HTTPS", default=False)
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
@@ -77,6 +78,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "jetsonsite.middleware.ForwardedProtoMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "jetsonsite.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -33,6 +33,8 @@ if [ ! -f "$CONF/gateway.env" ]; then
         echo "GATEWAY_PORT=9000"
         echo "VAR_DIR=$APP/var"
         echo "STATIC_ROOT=$APP/staticfiles"
+        echo "# Behind a reverse proxy: its address, the only one whose X-Forwarded-For/-Proto is believed."
+        echo "#TRUSTED_PROXIES=127.0.0.1"
         echo "# See $APP/.env.example for every setting."
     } > "$CONF/gateway.env"
     chmod 640 "$CONF/gateway.env"

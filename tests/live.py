@@ -10,6 +10,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,9 +31,12 @@ def database_url() -> str:
     return urlunsplit(original._replace(path="/" + db["NAME"]))
 
 
-def start_daphne(env: dict[str, str], timeout: float = 60) -> tuple[subprocess.Popen[bytes], str]:
+def start_daphne(
+    env: dict[str, str], timeout: float = 60, command: Callable[[int], list[str]] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """Serve jetsonsite.asgi with daphne on a free port, with `env` over this process's environment.
 
+    `command(port)` gives another command line serving 127.0.0.1:port (default: plain daphne).
     Returns (process, base URL) once `/livez` answers; stop it with `stop_process`. Its output goes to
     test-artifacts/daphne-<port>.log. Unless `env` names a PROMETHEUS_MULTIPROC_DIR, it counts its requests in a
     directory of its own (removed by `stop_process`), not in this process's.
@@ -43,10 +47,12 @@ def start_daphne(env: dict[str, str], timeout: float = 60) -> tuple[subprocess.P
     own_dir = None if "PROMETHEUS_MULTIPROC_DIR" in env else tempfile.mkdtemp(prefix=f"daphne-{port}-metrics-")
     if own_dir:
         env = {**env, "PROMETHEUS_MULTIPROC_DIR": own_dir}
+    plain = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "jetsonsite.asgi:application"]
+    argv = command(port) if command else plain
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / f"daphne-{port}.log", "ab")  # noqa: SIM115 (the process owns it)
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "jetsonsite.asgi:application"],
+        argv,
         cwd=ROOT,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "jetsonsite.settings", **env},
         stdout=log,

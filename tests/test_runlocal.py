@@ -54,6 +54,9 @@ def test_it_serves_the_api_and_the_admin_and_stops_everything_on_ctrl_c(workdir:
         key = read_until(process, r"API key \(shown once\): (\S+)").group(1)
         read_until(process, r"Deleted 1 metric files from ")
         assert not stale.exists()
+        # The bundled model is a base model: the banner says so, and how to serve a real instruct model.
+        note = read_until(process, r"has no chat template of its own.*").group(0)
+        assert "LLAMA_MODEL_PATH" in note and "manage.py addmodel" in note
         read_until(process, r"gateway on http://")
         base = f"http://127.0.0.1:{workdir['GATEWAY_PORT']}"
         for _ in range(100):

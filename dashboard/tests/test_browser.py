@@ -127,6 +127,10 @@ def wait_for(condition: Any, timeout: float = 20) -> None:
 def test_it_signs_in_and_shows_every_page(site: dict[str, Any], browser: Any) -> None:
     sample_once(site)
     page = sign_in(browser, site["url"])
+    # The small model is a base model: its GGUF has no chat template, and the page says so by the model picker.
+    note = page.locator("#template-note")
+    note.wait_for(state="visible")
+    assert "no chat template" in note.inner_text()
     screenshot(page, "chat-empty")
     page.goto(f"{site['url']}/")
     # The stored sample, shown as cards before any push; the live badge says the websocket is open.

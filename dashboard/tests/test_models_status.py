@@ -49,6 +49,19 @@ async def test_it_reports_an_up_backend_with_its_slots(alice, registry) -> None:
     assert backend["in_flight"] == 0
 
 
+async def test_it_says_whether_each_backends_gguf_has_a_chat_template(alice, registry) -> None:
+    client = AsyncClient()
+    await client.aforce_login(alice)
+    status = await status_of(client)
+    assert status["live-model"]["prompt_format"] == "server"
+    [live] = status["live-model"]["backends"]
+    assert live["chat_template"] is False  # the bundled base model; its GGUF is read here, named by /props
+    assert "no tokenizer.chat_template" in live["chat_template_detail"]
+    [dead] = status["dead-model"]["backends"]
+    assert dead["chat_template"] is None
+    assert dead["chat_template_detail"] == "backend unreachable"
+
+
 async def test_it_reports_an_unreachable_backend_as_down(alice, registry) -> None:
     client = AsyncClient()
     await client.aforce_login(alice)

@@ -41,6 +41,25 @@
   modelSelect.addEventListener("change", syncImageInput);
   syncImageInput();
 
+  // Models whose backend's GGUF has no chat template (llama-server falls back to ChatML): only the "server" prompt
+  // format uses it, so only those models get the note. The status endpoint reads each GGUF's header.
+  const noTemplate = new Set();
+  function syncTemplateNote() {
+    $("template-note").hidden = !noTemplate.has(modelSelect.value);
+  }
+  modelSelect.addEventListener("change", syncTemplateNote);
+  Dash.getJSON($("chat-script").dataset.statusUrl)
+    .then((data) => {
+      for (const model of data.models) {
+        const backends = model.backends.filter((backend) => backend.enabled);
+        if (model.prompt_format === "server" && backends.some((backend) => backend.chat_template === false)) {
+          noTemplate.add(model.model_id);
+        }
+      }
+      syncTemplateNote();
+    })
+    .catch(() => {}); // the note is a hint: without the status, the page works as before
+
   function readImage(file) {
     return new Promise((resolve, reject) => {
       const limit = Number(imageInput.dataset.maxBytes || 0);

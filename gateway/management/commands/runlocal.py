@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from gateway import llama
+from gateway import ggufinfo, llama
 from gateway.models import APIKey, ModelKind
 from gateway.registry import register_model
 
@@ -47,6 +47,7 @@ class Command(BaseCommand):
                 role = "embeddings" if server.embeddings else "chat"
                 self.stdout.write(f"starting llama-server on {server.url} ({role})…")
                 started.append(server.start(log_file=settings.VAR_DIR / f"llama-{server.port}.log"))
+            self.note_chat_template()
             url = f"http://{options['host']}:{options['port']}"
             self.stdout.write(self.style.SUCCESS(f"gateway on {url} (admin: {url}/admin/); Ctrl-C stops everything"))
             daphne_args = ["-b", options["host"], "-p", str(options["port"]), "jetsonsite.asgi:application"]
@@ -62,6 +63,23 @@ class Command(BaseCommand):
                 daphne.wait(timeout=15)
             for server in started:
                 server.stop()
+
+    def note_chat_template(self) -> None:
+        """Say so when the chat model's GGUF has no chat template: a new user would meet echoed <|im_end|> markers."""
+        path = llama.model_path()
+        try:
+            if ggufinfo.has_chat_template(path):
+                return
+        except (OSError, ggufinfo.NotGGUF):
+            return  # llama-server has just loaded it; nothing useful to add if this process cannot read it
+        self.stdout.write(
+            self.style.WARNING(
+                f"note: {path.name} has no chat template of its own (a base model): llama-server falls back to "
+                "ChatML and chat answers echo <|im_end|> markers. Fine for trying the gateway; for real chat, run an "
+                "instruct GGUF (LLAMA_MODEL_PATH=/path/to/instruct.gguf make run) or register a llama-server already "
+                "serving one (python manage.py addmodel <id> --backend http://<host>:<port>)."
+            )
+        )
 
     def ensure_admin(self) -> None:
         users = get_user_model().objects
