@@ -37,7 +37,7 @@ class LogsAPIView(APIView):
 # --- Query parameters (gateway.params: the views parse them, the OpenAPI document describes them) ---------------
 
 SINCE = params.Time("since", "Rows at or after this time (naive times are in the server's TIME_ZONE).")
-UNTIL = params.Time("until", "Rows before this time.")
+UNTIL = params.Time("until", "Rows before this time.", example="2026-11-02T00:00:00Z")
 MODEL = params.Param("model", "Model used or asked for.")
 KEY = params.Param("key", "API key: its id or its whole prefix.")
 STATUS = params.StatusFilter("status", "An HTTP status (404) or a class (5xx).")
@@ -118,7 +118,7 @@ class Usage(LogsAPIView):
         params.Choice("group", "Bucket size.", choices=usage.GROUPS),
         params.Choice("by", "One row per bucket and model, or per bucket and API key.", choices=usage.BY),
         params.Time("since", "Start (default: 24 hours, or 30 days by day, before `until`); widened to whole buckets."),
-        params.Time("until", "End (default: now); widened to whole buckets."),
+        params.Time("until", "End (default: now); widened to whole buckets.", example="2026-11-02T00:00:00Z"),
     )
 
     def get(self, request: Request) -> Response:
