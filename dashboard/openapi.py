@@ -1,44 +1,89 @@
-"""The OpenAPI document of this server's public API, built from the gateway's own request serializers."""
+"""The OpenAPI document of this server's public API, built from what really validates: request bodies from the
+gateway's serializers, query parameters from the views' own declarations (gateway.params), and every operation's
+statuses from one table here (OPERATIONS). tests/test_openapi_conformance.py runs schemathesis against it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.fields import empty
 
-from gateway import schemas
+from gateway import images, params, schemas
+from gateway.requestlog import views as logviews
+from monitor import views as monitorviews
 
 ERROR = {"$ref": "#/components/schemas/Error"}
+MODEL = {"$ref": "#/components/schemas/Model"}
 BEARER = [{"bearer": []}]
+# DRF's CharField refuses NUL characters in every string it reads (ProhibitNullCharactersValidator).
+NO_NUL = f"^(?:{params.ANY_TEXT})$"
+_JSON_TYPES = {str: "string", list: "array", dict: "object", int: "integer", float: "number", bool: "boolean"}
+
+# --- Request bodies: from the serializers ---------------------------------------------------------------------------
+
+
+def _string_schema(field: serializers.CharField) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", "pattern": NO_NUL}
+    minimum = max(field.min_length or 0, 0 if field.allow_blank else 1)
+    if minimum:
+        schema["minLength"] = minimum
+    if field.max_length is not None:
+        schema["maxLength"] = field.max_length
+    if field.trim_whitespace and not field.allow_blank:
+        raise TypeError(f"{field!r}: a trimmed non-blank string has no exact schema; use StrictCharField")
+    return schema
+
+
+def _list_schema(field: serializers.ListField | serializers.ListSerializer, items: dict[str, Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "array", "items": items}
+    minimum = max(field.min_length or 0, 0 if field.allow_empty else 1)
+    if minimum:
+        schema["minItems"] = minimum
+    if field.max_length is not None:
+        schema["maxItems"] = field.max_length
+    return schema
+
+
+def _type_schema(field: serializers.Field) -> dict[str, Any]:
+    """The JSON Schema of what one field accepts, before null-ability, bounds and description."""
+    if isinstance(field, serializers.ListSerializer):
+        return _list_schema(field, body_schema(field.child))
+    if isinstance(field, serializers.Serializer):
+        return body_schema(field)
+    if isinstance(field, serializers.ListField):
+        return _list_schema(field, field_schema(field.child))
+    if isinstance(field, schemas.AnyOfField):
+        return {"anyOf": [field_schema(alternative) for alternative in field.alternatives]}
+    if isinstance(field, serializers.ChoiceField):
+        return {"type": "string", "enum": list(field.choices)}
+    if isinstance(field, schemas.StrictBooleanField):
+        supported = list(field.supported)
+        return {"type": "boolean"} if len(supported) == 2 else {"type": "boolean", "enum": supported}
+    if isinstance(field, schemas.StrictIntegerField):
+        return {"type": "integer"}
+    if isinstance(field, schemas.StrictFloatField):
+        return {"type": "number"}
+    if isinstance(field, schemas.ImageURLField):
+        return {"type": "string", "pattern": images.url_pattern(), "maxLength": images.url_max_length()}
+    if isinstance(field, schemas.StrictCharField):
+        return _string_schema(field)
+    if isinstance(field, schemas.AnyJSONField):
+        kinds = [_JSON_TYPES[t] for t in field.types]
+        return {"type": kinds[0]} if len(kinds) == 1 else {"anyOf": [{"type": kind} for kind in kinds]}
+    # DRF's own Boolean/Integer/Float/CharField take "yes", "7" or 7 too: no schema would say what they accept.
+    raise TypeError(f"no exact schema for {field!r}: use the strict fields of gateway.schemas")
 
 
 def field_schema(field: serializers.Field) -> dict[str, Any]:
-    """A JSON Schema for one serializer field: its type, bounds, choices and null-ability."""
-    if isinstance(field, serializers.ListSerializer):
-        schema: dict[str, Any] = {"type": "array", "items": body_schema(field.child)}
-    elif isinstance(field, serializers.Serializer):
-        schema = body_schema(field)
-    elif isinstance(field, serializers.ChoiceField):
-        schema = {"type": "string", "enum": list(field.choices)}
-    elif isinstance(field, serializers.BooleanField):
-        schema = {"type": "boolean"}
-    elif isinstance(field, serializers.IntegerField):
-        schema = {"type": "integer"}
-    elif isinstance(field, serializers.FloatField):
-        schema = {"type": "number"}
-    elif isinstance(field, serializers.CharField):
-        schema = {"type": "string"}
-    else:
-        # The gateway's own fields accept several JSON types (a string or a list, say): name them.
-        types = getattr(field, "types", None)
-        names = {str: "string", list: "array", dict: "object", int: "integer", float: "number", bool: "boolean"}
-        kinds = sorted({names[t] for t in types if t in names}) if types else []
-        schema = (
-            {"type": kinds[0]} if len(kinds) == 1 else {"oneOf": [{"type": kind} for kind in kinds]} if kinds else {}
-        )
+    """A JSON Schema for one serializer field: its type, bounds, choices, default and null-ability."""
+    schema = _type_schema(field)
     for attribute, keyword in (("min_value", "minimum"), ("max_value", "maximum")):
         if getattr(field, attribute, None) is not None:
             schema[keyword] = getattr(field, attribute)
+    if field.default is not empty and not callable(field.default):
+        schema["default"] = field.default
     if getattr(field, "allow_null", False):
         schema["nullable"] = True
     if field.help_text:
@@ -48,51 +93,146 @@ def field_schema(field: serializers.Field) -> dict[str, Any]:
 
 def body_schema(serializer: serializers.Serializer) -> dict[str, Any]:
     fields = serializer.fields
-    return {
+    schema: dict[str, Any] = {
         "type": "object",
         "properties": {name: field_schema(field) for name, field in fields.items()},
         "required": [name for name, field in fields.items() if field.required],
     }
-
-
-def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(status): _json(ERROR, "Error in OpenAI's shape") for status in statuses}
-
-
-def _post(summary: str, serializer: type[serializers.Serializer], stream: bool) -> dict[str, Any]:
-    ok = _json({"type": "object"})
-    if stream:
-        ok["content"]["text/event-stream"] = {"schema": {"type": "string", "description": "with `stream: true`"}}
-    return {
-        "post": {
-            "summary": summary,
-            "security": BEARER,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema(serializer())}}},
-            "responses": {"200": ok, **_errors(400, 401, 403, 404, 413, 429, 503, 504)},
-        }
-    }
-
-
-def _get(summary: str, params: tuple[tuple[str, str], ...] = (), security: list | None = BEARER) -> dict[str, Any]:
-    operation: dict[str, Any] = {
-        "summary": summary,
-        "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 403)},
-    }
-    if security:
-        operation["security"] = security
-    if params:
-        operation["parameters"] = [
-            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": text}
-            for name, text in params
+    if not schema["required"]:
+        del schema["required"]
+    if getattr(serializer, "passes_unknown_fields", True) is False:
+        schema["additionalProperties"] = False
+    # One of these fields must be given, not null and (a list) not empty: see MessageSerializer.validate.
+    alternatives = getattr(serializer, "one_of_required", ())
+    if alternatives:
+        schema["anyOf"] = [
+            {"required": [name], "properties": {name: {"not": {"enum": [None, []]}}}} for name in alternatives
         ]
-    return {"get": operation}
+    return schema
+
+
+# --- Operations: one table of paths, methods and every status each one answers --------------------------------------
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    statuses: tuple[int, ...]  # every status this operation answers; anything else is a bug in it or here
+    body: type[serializers.Serializer] | None = None
+    parameters: tuple[params.Param, ...] = ()
+    ok: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+    stream: bool = False  # with `stream: true` the answer is an event stream
+    public: bool = False  # needs no API key
+    description: str = ""
+
+
+GENERATION = (200, 400, 401, 403, 404, 413, 429, 502, 503, 504)
+MODEL_LIST = {
+    "type": "object",
+    "required": ["object", "data"],
+    "properties": {"object": {"type": "string", "enum": ["list"]}, "data": {"type": "array", "items": MODEL}},
+}
+READINESS = {
+    "type": "object",
+    "required": ["status", "database"],
+    "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]}, "database": {"type": "boolean"}},
+}
+USAGE_LIMITS = ", ".join(f"{count} {group}s" for group, count in logviews.MAX_USAGE_BUCKETS.items())
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("post", "/v1/chat/completions", "Chat completion (text or vision)", GENERATION,
+              body=schemas.ChatRequestSerializer, stream=True,
+              description="Image parts only for vision models (400 for the others)."),
+    Operation("post", "/v1/completions", "Legacy text completion", GENERATION,
+              body=schemas.CompletionRequestSerializer, stream=True),
+    Operation("post", "/v1/embeddings", "Embeddings of a string or a list of strings or token arrays", GENERATION,
+              body=schemas.EmbeddingRequestSerializer),
+    Operation("get", "/v1/models", "Models this key may use", (200, 401), ok=MODEL_LIST),
+    Operation("get", "/v1/models/{model_id}", "One model (by id or alias)", (200, 401, 404), ok=MODEL),
+    Operation("get", "/health", "Every backend's status, latency and slots (a key or a staff session)", (200, 401)),
+    Operation("get", "/livez", "The process answers", (200,), public=True,
+              ok={"type": "object", "required": ["status"], "properties": {"status": {"enum": ["ok"]}}}),
+    Operation("get", "/readyz", "Ready to serve: the database answers (503 with the same body if not)", (200, 503),
+              public=True, ok=READINESS),
+    Operation("get", "/system/stats", "The newest metrics sample of a node (key with the monitoring scope)",
+              (200, 400, 401, 403, 404), parameters=monitorviews.SystemStats.parameters,
+              description="404 before the node's first sample, or for a node never sampled."),
+    Operation("get", "/api/nodes", "Sampled nodes and the metric names (monitoring scope)", (200, 401, 403),
+              parameters=monitorviews.Nodes.parameters),
+    Operation("get", "/api/metrics/history", "A metric's history, downsampled (monitoring scope)",
+              (200, 400, 401, 403, 404), parameters=monitorviews.MetricHistory.parameters,
+              description="404 before the node's first sample, or for a node never sampled."),
+    Operation("get", "/api/logs", "Request log rows, newest first (key with the logs scope)", (200, 400, 401, 403),
+              parameters=logviews.LogList.parameters),
+    Operation("get", "/api/usage", "Requests, errors and tokens per hour or day (logs scope)", (200, 400, 401, 403),
+              parameters=logviews.Usage.parameters,
+              description=f"`since` must be before `until`, at most {USAGE_LIMITS} apart (400 otherwise)."),
+    Operation("get", "/api/activity-logs", "The newest rows in the original service's field names (logs scope)",
+              (200, 400, 401, 403), parameters=logviews.ActivityLogs.parameters),
+)  # fmt: skip
+
+STATUS_TEXT = {
+    200: "OK",
+    400: "Invalid request: `param` names the field or parameter",
+    401: "Missing, unknown, revoked or expired API key",
+    403: "The key may not use this model, or lacks the scope",
+    404: "No such model (or node, or samples yet)",
+    413: "Request body larger than MAX_REQUEST_BYTES",
+    429: "Over one of the key's limits",
+    502: "The backend failed or closed the stream",
+    503: "No backend available",
+    504: "The backend did not answer within the model's timeout",
+}
+REQUEST_ID = {"description": "The request log row's id", "required": True, "schema": {"type": "string"}}
+RETRY_AFTER = {"description": "Seconds to wait", "required": True, "schema": {"type": "integer"}}
+# Each server-sent event carries one JSON chunk as `data`; the last one is `[DONE]` (none after an error event).
+EVENT = {"type": "object", "required": ["data"], "properties": {"data": {"type": "string"}}}
+
+
+def _response(operation: Operation, status: int) -> dict[str, Any]:
+    if status == 200 or (operation.path == "/readyz" and status == 503):
+        content: dict[str, Any] = {"application/json": {"schema": operation.ok}}
+        if operation.stream:
+            content["text/event-stream"] = {"schema": EVENT}
+    else:
+        content = {"application/json": {"schema": ERROR}}
+    response: dict[str, Any] = {"description": STATUS_TEXT[status], "content": content}
+    headers = {}
+    if operation.path.startswith("/v1/"):
+        headers["X-Request-Id"] = REQUEST_ID
+    if status == 429:
+        headers["Retry-After"] = RETRY_AFTER
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _operation(operation: Operation) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "summary": operation.summary,
+        "responses": {str(status): _response(operation, status) for status in operation.statuses},
+    }
+    if operation.description:
+        spec["description"] = operation.description
+    if not operation.public:
+        spec["security"] = BEARER
+    parameters = [param.openapi() for param in operation.parameters]
+    if "{model_id}" in operation.path:
+        parameters.append({"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}})
+    if parameters:
+        spec["parameters"] = parameters
+    if operation.body:
+        schema = body_schema(operation.body())
+        spec["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+    return spec
 
 
 def document(base_url: str) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in OPERATIONS:
+        paths.setdefault(operation.path, {})[operation.method] = _operation(operation)
     return {
         "openapi": "3.0.3",
         "info": {
@@ -106,62 +246,31 @@ def document(base_url: str) -> dict[str, Any]:
             "schemas": {
                 "Error": {
                     "type": "object",
+                    "required": ["error"],
                     "properties": {
                         "error": {
                             "type": "object",
+                            "required": ["message", "type", "param", "code"],
                             "properties": {
-                                n: {"type": "string", "nullable": True} for n in ("message", "type", "param", "code")
+                                "message": {"type": "string"},
+                                "type": {"type": "string"},
+                                "param": {"type": "string", "nullable": True},
+                                "code": {"type": "string", "nullable": True},
                             },
                         }
                     },
-                }
+                },
+                "Model": {
+                    "type": "object",
+                    "required": ["id", "object", "created", "owned_by"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "object": {"type": "string", "enum": ["model"]},
+                        "created": {"type": "integer"},
+                        "owned_by": {"type": "string"},
+                    },
+                },
             },
         },
-        "paths": {
-            "/v1/chat/completions": _post("Chat completion (text or vision)", schemas.ChatRequestSerializer, True),
-            "/v1/completions": _post("Legacy text completion", schemas.CompletionRequestSerializer, True),
-            "/v1/embeddings": _post(
-                "Embeddings of a string or a list of strings", schemas.EmbeddingRequestSerializer, False
-            ),
-            "/v1/models": _get("Models this key may use"),
-            "/v1/models/{model_id}": {
-                "get": {
-                    **_get("One model")["get"],
-                    "parameters": [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-                }
-            },
-            "/health": _get("Every backend's status, latency and slots", security=None),
-            "/livez": _get("The process answers", security=None),
-            "/readyz": _get("Ready to serve: database reachable", security=None),
-            "/system/stats": _get(
-                "The newest metrics sample of a node (key with the monitoring scope)", (("node", "node name"),)
-            ),
-            "/api/nodes": _get("Sampled nodes and the metric names"),
-            "/api/metrics/history": _get(
-                "A metric's history, downsampled",
-                (
-                    ("metric", "e.g. cpu_percent"),
-                    ("node", "node name"),
-                    ("since", "e.g. 1h or an ISO date"),
-                    ("step", "seconds"),
-                ),
-            ),
-            "/api/logs": _get(
-                "Request log rows, newest first (key with the logs scope)",
-                (
-                    ("since", "ISO date-time"),
-                    ("until", "ISO date-time"),
-                    ("model", ""),
-                    ("key", "key prefix or id"),
-                    ("status", "e.g. 404 or 5xx"),
-                    ("endpoint", ""),
-                    ("limit", "rows per page"),
-                    ("cursor", ""),
-                ),
-            ),
-            "/api/usage": _get(
-                "Token usage per hour or day",
-                (("group", "hour|day"), ("by", "model|key"), ("since", ""), ("until", "")),
-            ),
-        },
+        "paths": paths,
     }

@@ -41,6 +41,13 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
     return APIError(400, message, "invalid_request_error", param, code)
 
 
+def method_not_allowed(method: str, allowed: tuple[str, ...]) -> APIError:
+    allow = ", ".join(allowed)
+    return APIError(
+        405, f"Method {method} not allowed: use {allow}", code="method_not_allowed", headers={"Allow": allow}
+    )
+
+
 def unauthorized(message: str = "Invalid or missing API key.") -> APIError:
     return APIError(401, message, "authentication_error", None, "invalid_api_key", {"WWW-Authenticate": "Bearer"})
 

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rest_framework import serializers
 
 from gateway import errors
-
-
-class StringOrListField(serializers.Field):
-    """`stop`: a string or a list of up to 4 strings; always returned as a list."""
-
-    def to_internal_value(self, data: Any) -> list[str]:
-        if isinstance(data, str):
-            return [data]
-        if isinstance(data, list) and len(data) <= 4 and all(isinstance(s, str) for s in data):
-            return data
-        raise serializers.ValidationError("must be a string or a list of at most 4 strings")
 
 
 class AnyJSONField(serializers.Field):
@@ -34,8 +23,31 @@ class AnyJSONField(serializers.Field):
         return data
 
 
+class AnyOfField(serializers.Field):
+    """A value one of several fields accepts (tried in order), passed on as it is: a string or a list of parts."""
+
+    def __init__(self, *alternatives: serializers.Field, message: str, **kwargs: Any) -> None:
+        self.alternatives = alternatives
+        self.message = message
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        for alternative in self.alternatives:
+            try:
+                alternative.run_validation(data)
+            except serializers.ValidationError:
+                continue
+            return data
+        raise serializers.ValidationError(self.message)
+
+
 class StrictCharField(serializers.CharField):
-    """A string that must arrive as a JSON string: DRF would turn 7 into "7"."""
+    """A string that must arrive as a JSON string (DRF would turn 7 into "7"), taken as sent (not trimmed):
+    a blank one is refused unless allow_blank, NUL characters always (DRF's own validator)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
@@ -43,29 +55,97 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """true or false, as JSON says (DRF would also take "yes", 1 or "on"), of which only `supported` are."""
+
+    def __init__(self, supported: tuple[bool, ...] = (True, False), **kwargs: Any) -> None:
+        self.supported = supported
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        if data not in self.supported:
+            raise serializers.ValidationError(f"{str(data).lower()} is not supported")
+        return data
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer (DRF would also take "7" or 7.0)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return data
+
+
+class StrictFloatField(serializers.FloatField):
+    """A JSON number (DRF would also take "0.5")."""
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StopField(AnyOfField):
+    """`stop`: a string or a list of up to 4 strings; always returned as a list."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            AnyJSONField((str,)),
+            serializers.ListField(child=AnyJSONField((str,)), max_length=4),
+            message="must be a string or a list of at most 4 strings",
+            **kwargs,
+        )
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        data = super().to_internal_value(data)
+        return [data] if isinstance(data, str) else data
+
+
+class TextPartSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["text"])
+    text = AnyJSONField((str,))
+
+
+class ImageURLField(StrictCharField):
+    """An image's URL: checked with the model it is for (gateway.images), which also gives its pattern."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", "A data: URI (base64 PNG, JPEG, GIF or WebP) or an allow-listed http(s) URL.")
+        super().__init__(**kwargs)
+
+
+class ImageURLSerializer(serializers.Serializer):
+    url = ImageURLField()
+
+
+class ImagePartSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["image_url"])
+    image_url = AnyOfField(ImageURLField(), ImageURLSerializer(), message='must be a URL or {"url": …}')
+
+
 class MessageSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=["system", "developer", "user", "assistant", "tool"])
-    content = AnyJSONField((str, list), allow_null=True, required=False)
+    content = AnyOfField(
+        AnyJSONField((str,)),
+        serializers.ListField(
+            child=AnyOfField(TextPartSerializer(), ImagePartSerializer(), message="must be a text or image_url part")
+        ),
+        message='must be a string or a list of {"type": "text", "text": …} and {"type": "image_url", "image_url": …}',
+        allow_null=True,
+        required=False,
+    )
     name = StrictCharField(required=False)
     tool_calls = AnyJSONField((list,), required=False)
-    tool_call_id = serializers.CharField(required=False)
-
-    def validate_content(self, content: Any) -> Any:
-        if isinstance(content, list):
-            for part in content:
-                if not isinstance(part, dict) or part.get("type") not in ("text", "image_url"):
-                    raise serializers.ValidationError('each content part must be {"type": "text"|"image_url", …}')
-                if part["type"] == "text" and not isinstance(part.get("text"), str):
-                    raise serializers.ValidationError("a text part needs a string `text`")
-                if part["type"] == "image_url":
-                    image = part.get("image_url")
-                    url = image.get("url") if isinstance(image, dict) else image
-                    if not isinstance(url, str):
-                        raise serializers.ValidationError("an image_url part needs `image_url.url`")
-        return content
+    tool_call_id = StrictCharField(required=False)
+    # A message needs one of these, not null and not an empty list: content, or the calls of an assistant's turn
+    # that only calls tools. (The OpenAPI document reads the same tuple.)
+    one_of_required = ("content", "tool_calls")
 
     def validate(self, attrs: dict) -> dict:
-        if attrs.get("content") is None and not attrs.get("tool_calls"):
+        if all(attrs.get(name) in (None, []) for name in self.one_of_required):
             raise serializers.ValidationError({"content": "is required"})
         return attrs
 
@@ -73,62 +153,55 @@ class MessageSerializer(serializers.Serializer):
 class SamplingSerializer(serializers.Serializer):
     """Fields shared by chat and legacy completions."""
 
+    # Unknown fields go on to llama-server, so that llama.cpp's own top_k, min_p, ignore_eos, … work.
+    passes_unknown_fields: ClassVar[bool] = True
+
     model = StrictCharField()
-    stream = serializers.BooleanField(required=False, default=False)
+    stream = StrictBooleanField(required=False, default=False)
     stream_options = AnyJSONField((dict,), required=False, allow_null=True)
-    max_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-    temperature = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=2)
-    top_p = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=1)
-    n = serializers.IntegerField(required=False, min_value=1, max_value=1)
-    stop = StringOrListField(required=False, allow_null=True)
-    seed = serializers.IntegerField(required=False, allow_null=True)
-    presence_penalty = serializers.FloatField(required=False, allow_null=True, min_value=-2, max_value=2)
-    frequency_penalty = serializers.FloatField(required=False, allow_null=True, min_value=-2, max_value=2)
+    max_tokens = StrictIntegerField(required=False, allow_null=True, min_value=1)
+    temperature = StrictFloatField(required=False, allow_null=True, min_value=0, max_value=2)
+    top_p = StrictFloatField(required=False, allow_null=True, min_value=0, max_value=1)
+    n = StrictIntegerField(required=False, min_value=1, max_value=1)
+    stop = StopField(required=False, allow_null=True)
+    seed = StrictIntegerField(required=False, allow_null=True)
+    presence_penalty = StrictFloatField(required=False, allow_null=True, min_value=-2, max_value=2)
+    frequency_penalty = StrictFloatField(required=False, allow_null=True, min_value=-2, max_value=2)
     logit_bias = AnyJSONField((dict,), required=False, allow_null=True)
     user = StrictCharField(required=False, allow_blank=True)
 
 
 class ChatRequestSerializer(SamplingSerializer):
     messages = MessageSerializer(many=True, allow_empty=False)
-    max_completion_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    max_completion_tokens = StrictIntegerField(required=False, allow_null=True, min_value=1)
     response_format = AnyJSONField((dict,), required=False, allow_null=True)
     tools = AnyJSONField((list,), required=False, allow_null=True)
     tool_choice = AnyJSONField((str, dict), required=False, allow_null=True)
-    parallel_tool_calls = serializers.BooleanField(required=False)
-    logprobs = serializers.BooleanField(required=False)
-    top_logprobs = serializers.IntegerField(required=False, min_value=0, max_value=20)
+    parallel_tool_calls = StrictBooleanField(required=False)
+    logprobs = StrictBooleanField(required=False)
+    top_logprobs = StrictIntegerField(required=False, min_value=0, max_value=20)
 
 
 class CompletionRequestSerializer(SamplingSerializer):
     prompt = AnyJSONField((str, list))
-    echo = serializers.BooleanField(required=False, default=False)
-    logprobs = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=5)
-    suffix = serializers.CharField(required=False, allow_null=True)
-
-    def validate_echo(self, echo: bool) -> bool:
-        if echo:
-            raise serializers.ValidationError("echo is not supported")
-        return echo
+    echo = StrictBooleanField(supported=(False,), required=False, default=False)
+    logprobs = StrictIntegerField(required=False, allow_null=True, min_value=0, max_value=5)
+    suffix = StrictCharField(required=False, allow_null=True)
 
 
 class EmbeddingRequestSerializer(serializers.Serializer):
+    passes_unknown_fields: ClassVar[bool] = False
     model = StrictCharField()
-    input = AnyJSONField((str, list))
+    input = AnyOfField(
+        AnyJSONField((str,)),
+        serializers.ListField(child=AnyJSONField((str,)), min_length=1),
+        serializers.ListField(child=StrictIntegerField(), min_length=1),
+        serializers.ListField(child=serializers.ListField(child=StrictIntegerField()), min_length=1),
+        message="must be a string, or a non-empty list of strings, of token ids or of token id lists",
+    )
     encoding_format = serializers.ChoiceField(choices=["float", "base64"], required=False, default="float")
-    dimensions = serializers.IntegerField(required=False, min_value=1)
+    dimensions = StrictIntegerField(required=False, min_value=1)
     user = StrictCharField(required=False, allow_blank=True)
-
-    def validate_input(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return value
-        if not value:
-            raise serializers.ValidationError("must not be empty")
-        flat_tokens = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        texts = all(isinstance(v, str) for v in value)
-        token_lists = all(isinstance(v, list) and all(isinstance(t, int) for t in v) for v in value)
-        if not (flat_tokens or texts or token_lists):
-            raise serializers.ValidationError("must be a string, a list of strings, or token arrays")
-        return value
 
 
 _validators: dict[type[serializers.Serializer], serializers.Serializer] = {}
@@ -143,8 +216,13 @@ def _validator(serializer_class: type[serializers.Serializer]) -> serializers.Se
     return _validators[serializer_class]
 
 
-def validate(serializer_class: type[serializers.Serializer], body: Any, extra_allowed: bool) -> tuple[dict, dict]:
-    """(known fields validated, unknown fields) or APIError 400 naming the field."""
+def validate(
+    serializer_class: type[serializers.Serializer], body: Any, extra_allowed: bool | None = None
+) -> tuple[dict, dict]:
+    """(known fields validated, unknown fields) or APIError 400 naming the field. Unknown fields are refused unless
+    `extra_allowed` (by default: the serializer's `passes_unknown_fields`, which the OpenAPI document shows)."""
+    if extra_allowed is None:
+        extra_allowed = getattr(serializer_class, "passes_unknown_fields", False)
     if not isinstance(body, dict):
         raise errors.invalid("The request body must be a JSON object.")
     serializer = _validator(serializer_class)

@@ -94,7 +94,7 @@ async def _call(
     request: HttpRequest, handler: Handler, method: str, record: RequestRecord
 ) -> dict | AsyncIterator[Any]:
     if request.method != method:
-        raise errors.APIError(405, f"Method {request.method} not allowed: use {method}", code="method_not_allowed")
+        raise errors.method_not_allowed(request.method or "", (method,))
     key = await auth.authenticate(request.headers.get("Authorization", ""))
     record.identify(key)
     return await handler(request, key, record)
@@ -165,6 +165,23 @@ async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
     return await _api(request, functools.partial(_describe_model, model_id=model_id), "GET")
 
 
+def _reading(
+    view: Callable[[HttpRequest], Awaitable[JsonResponse]],
+) -> Callable[[HttpRequest], Awaitable[JsonResponse]]:
+    """GET and HEAD only: any other method gets 405 in OpenAI's shape, with Allow (and no CSRF check first: the
+    view changes nothing)."""
+
+    @csrf_exempt
+    @functools.wraps(view)
+    async def checked(request: HttpRequest) -> JsonResponse:
+        if request.method not in ("GET", "HEAD"):
+            return errors.method_not_allowed(request.method or "", ("GET", "HEAD")).response()
+        return await view(request)
+
+    return checked
+
+
+@_reading
 async def livez(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
@@ -180,6 +197,7 @@ def _database_ok() -> bool:
         return False
 
 
+@_reading
 async def readyz(request: HttpRequest) -> JsonResponse:
     ok = await sync_to_async(_database_ok)()
     return JsonResponse({"status": "ok" if ok else "unavailable", "database": ok}, status=200 if ok else 503)
@@ -206,6 +224,7 @@ async def _staff_or_key(request: HttpRequest) -> bool:
     return not isinstance(await _key_or_error(request), JsonResponse)
 
 
+@_reading
 async def health(request: HttpRequest) -> JsonResponse:
     """Every enabled backend probed at once; for API keys and staff (it describes the infrastructure)."""
     if not await _staff_or_key(request):

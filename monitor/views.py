@@ -3,36 +3,31 @@
 from __future__ import annotations
 
 import hmac
-import re
-from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway import errors
+from gateway import errors, params
 from gateway.auth import MonitoringScope, bearer_token
 from monitor import prometheus
 from monitor.models import METRICS, Node, Sample, series
 from monitor.sampler import node_name
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+NODE = params.Param("node", "Node name (default: this machine's node, else the one that reported last).")
 
 
 class MonitorView(APIView):
     permission_classes = [MonitoringScope]
 
 
-def _node(request: Request) -> Node:
-    name = request.query_params.get("node")
+def _node(name: str | None) -> Node:
     if name:
         node = Node.objects.filter(name=name).first()
         if node is None:
@@ -48,44 +43,38 @@ def _node(request: Request) -> Node:
     return node
 
 
-def _seconds(text: str, param: str) -> float:
-    match = _DURATION.match(text.strip())
-    if not match or float(match[1]) <= 0:
-        raise ValidationError({param: "Expected a duration such as 90, 15m, 6h or 7d."}, code="invalid_duration")
-    return float(match[1]) * _UNITS[match[2]]
-
-
-def _since(text: str, now: datetime) -> datetime:
-    # An unencoded "+00:00" arrives as " 00:00".
-    moment = parse_datetime(text.strip().replace(" ", "+"))
-    if moment is not None:
-        return moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
-    return now - timedelta(seconds=_seconds(text, "since"))
-
-
 class SystemStats(MonitorView):
     """The latest sample of a node, in the same shape the sampler publishes to the dashboard."""
 
+    parameters = (NODE,)
+
     def get(self, request: Request) -> Response:
-        sample = Sample.objects.filter(node=_node(request)).select_related("node").order_by("-time").first()
+        query = params.read(request.query_params, self.parameters)
+        sample = Sample.objects.filter(node=_node(query["node"])).select_related("node").order_by("-time").first()
         if sample is None:
             raise NotFound("This node has no samples left.", code="no_samples")
         return Response(sample.to_dict())
 
 
 class MetricHistory(MonitorView):
+    parameters = (
+        params.Choice("metric", "A headline figure.", choices=tuple(METRICS), required=True),
+        NODE,
+        params.TimeOrAgo("since", "How far back: a duration (90, 15m, 6h, 7d) or an ISO 8601 time.", default="1h"),
+        params.Duration("step", "Bucket size (default, and at least: what keeps a series within 500 points)."),
+    )
+
     def get(self, request: Request) -> Response:
-        metric = request.query_params.get("metric", "")
-        if metric not in METRICS:
-            raise ValidationError({"metric": f"Unknown metric {metric!r}; one of {', '.join(METRICS)}."})
+        query = params.read(request.query_params, self.parameters)
+        node = _node(query["node"])
         now = timezone.now()
-        since = _since(request.query_params.get("since", "1h"), now)
-        step = _seconds(request.query_params["step"], "step") if "step" in request.query_params else 0.0
-        node = _node(request)
-        return Response(series(node, metric, since, now, step, settings.MONITOR_RAW_RETENTION_HOURS))
+        since, step = params.back_from(now, query["since"]), query["step"] or 0.0
+        return Response(series(node, query["metric"], since, now, step, settings.MONITOR_RAW_RETENTION_HOURS))
 
 
 class Nodes(MonitorView):
+    parameters = ()
+
     def get(self, request: Request) -> Response:
         return Response({"nodes": [node.to_dict() for node in Node.objects.all()], "metrics": METRICS})
 

@@ -109,6 +109,29 @@ class FakeLlama:
         await response.write(b"data: [DONE]\n\n")
         return response
 
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        """Legacy completions, streamed only (the gateway always asks for a stream)."""
+        body = await self._remember(request)
+        failure = await self._failure()
+        if failure:
+            return failure
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        created = int(time.time())
+        for index in range(self.tokens):
+            choice = {"index": 0, "text": " tok", "logprobs": None,
+                      "finish_reason": "length" if index == self.tokens - 1 else None}  # fmt: skip
+            chunk = {"id": "cmpl-fake", "object": "text_completion", "created": created, "model": "fake",
+                     "choices": [choice]}  # fmt: skip
+            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {"prompt_tokens": 5, "completion_tokens": self.tokens, "total_tokens": 5 + self.tokens}
+            final = {"id": "cmpl-fake", "object": "text_completion", "created": created, "model": "fake",
+                     "choices": [], "usage": usage}  # fmt: skip
+            await response.write(b"data: " + json.dumps(final).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
     async def embeddings(self, request: web.Request) -> web.Response:
         body = await self._remember(request)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -124,6 +147,7 @@ class FakeLlama:
         app.router.add_get("/health", self.health)
         app.router.add_get("/slots", self.slots)
         app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
         return app
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from django.test import Client
 from django.urls import Resolver404, resolve, reverse
+from rest_framework import serializers
 
+from dashboard import openapi
 from gateway import schemas
 
 
@@ -37,3 +40,30 @@ def test_it_needs_a_signed_in_dashboard_user(client: Client, bob) -> None:
     assert client.get(reverse("dashboard:openapi")).status_code == 302
     client.force_login(bob)
     assert client.get(reverse("dashboard:openapi")).status_code == 403
+
+
+def test_it_says_what_the_serializers_refuse(client: Client, alice) -> None:
+    client.force_login(alice)
+    paths = client.get(reverse("dashboard:openapi")).json()["paths"]
+
+    def body(path: str) -> dict:
+        return paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+
+    chat, completion, embeddings = body("/v1/chat/completions"), body("/v1/completions"), body("/v1/embeddings")
+    assert chat["properties"]["model"]["minLength"] == 1  # a blank model is a 400
+    assert chat["properties"]["stream"] == {"type": "boolean", "default": False}  # not "true", not 1
+    assert chat["properties"]["messages"]["minItems"] == 1
+    assert completion["properties"]["echo"]["enum"] == [False]
+    assert embeddings["additionalProperties"] is False  # unknown fields pass on to llama-server for the others
+    assert "additionalProperties" not in chat
+    assert "404" in paths["/v1/models/{model_id}"]["get"]["responses"]
+    assert "404" in paths["/system/stats"]["get"]["responses"]
+    assert paths["/health"]["get"]["security"] == [{"bearer": []}]
+    assert "security" not in paths["/livez"]["get"]
+
+
+def test_it_describes_only_fields_it_can_describe_exactly() -> None:
+    # DRF's own fields take "7" for 7 or trim strings: no schema says what they accept, so none is made up.
+    for field in (serializers.IntegerField(), serializers.BooleanField(), serializers.CharField()):
+        with pytest.raises(TypeError):
+            openapi.field_schema(field)

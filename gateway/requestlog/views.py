@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Q, QuerySet
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import exceptions
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.generics import ListAPIView
@@ -20,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway import errors
+from gateway import errors, params
 from gateway.auth import LogsScope
 from gateway.models import APIKey, RequestLog
 from gateway.requestlog import retention, usage
@@ -35,78 +34,40 @@ class LogsAPIView(APIView):
     permission_classes = [LogsScope]
 
 
-# --- Parsing query parameters ------------------------------------------------------------------------------------
+# --- Query parameters (gateway.params: the views parse them, the OpenAPI document describes them) ---------------
 
-_OFFSET_AFTER_SPACE = re.compile(r" (\d{2}:?\d{2})$")
-
-
-def parse_time(request: Request, name: str) -> datetime | None:
-    """An ISO 8601 date or date-time, or Unix seconds; naive values are in TIME_ZONE."""
-    raw = request.query_params.get(name, "").strip()
-    if not raw:
-        return None
-    # An unencoded "+01:00" arrives as " 01:00".
-    raw = _OFFSET_AFTER_SPACE.sub(r"+\1", raw)
-    try:
-        if re.fullmatch(r"\d+(\.\d+)?", raw):
-            return datetime.fromtimestamp(float(raw), tz=timezone.get_current_timezone())
-        value = parse_datetime(raw)
-        if value is None:
-            day = parse_date(raw)
-            value = datetime(day.year, day.month, day.day) if day else None
-    except (ValueError, OverflowError, OSError):
-        value = None
-    if value is None:
-        raise errors.invalid(f"'{name}' must be an ISO 8601 date or date-time, or Unix seconds.", param=name)
-    return timezone.make_aware(value) if timezone.is_naive(value) else value
-
-
-def parse_choice(request: Request, name: str, choices: tuple[str, ...]) -> str:
-    value = request.query_params.get(name, choices[0])
-    if value not in choices:
-        raise errors.invalid(f"'{name}' must be one of: {', '.join(choices)}.", param=name)
-    return value
-
-
-def parse_int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name, "")
-    if raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise errors.invalid(f"'{name}' must be an integer from {low} to {high}.", param=name)
-    return value
+SINCE = params.Time("since", "Rows at or after this time (naive times are in the server's TIME_ZONE).")
+UNTIL = params.Time("until", "Rows before this time.", example="2026-11-02T00:00:00Z")
+MODEL = params.Param("model", "Model used or asked for.")
+KEY = params.Param("key", "API key: its id or its whole prefix.")
+STATUS = params.StatusFilter("status", "An HTTP status (404) or a class (5xx).")
+ENDPOINT = params.Param("endpoint", "Endpoint path, e.g. /v1/chat/completions.")
+LIMIT = params.Integer("limit", "Rows per page.", low=1, high=500, default=50)
+CURSOR = params.Param("cursor", "Where a page starts: the cursor in the previous page's `next` or `previous` link.")
+LOG_FILTERS = (SINCE, UNTIL, MODEL, KEY, STATUS, ENDPOINT)
+_KEY_ID = re.compile(r"[0-9]{1,18}")
 
 
 def filter_logs(request: Request, rows: QuerySet[RequestLog]) -> QuerySet[RequestLog]:
     """Apply the logs API's filters: since, until, model, key, status, endpoint."""
-    since, until = parse_time(request, "since"), parse_time(request, "until")
-    if since:
-        rows = rows.filter(created__gte=since)
-    if until:
-        rows = rows.filter(created__lt=until)
-    params = request.query_params
-    if model := params.get("model"):
+    query = params.read(request.query_params, LOG_FILTERS)
+    if query["since"]:
+        rows = rows.filter(created__gte=query["since"])
+    if query["until"]:
+        rows = rows.filter(created__lt=query["until"])
+    if model := query["model"]:
         rows = rows.filter(Q(model_used=model) | Q(model_requested=model))
-    if key := params.get("key"):
+    if key := query["key"]:
         # Resolve to ids first, so the (api_key, created) index serves the query.
         # A whole prefix, as the admin shows it; prefixes are hex, so an all-digit value may also be an id.
         ids = list(APIKey.objects.filter(prefix=key).values_list("id", flat=True))
-        if key.isdigit():
+        if _KEY_ID.fullmatch(key):
             ids.append(int(key))
         rows = rows.filter(api_key_id__in=ids)
-    if status := params.get("status"):
-        if re.fullmatch(r"[1-5]xx", status):
-            first = int(status[0]) * 100
-            rows = rows.filter(status__gte=first, status__lt=first + 100)
-        elif status.isdigit() and 100 <= int(status) <= 599:
-            rows = rows.filter(status=int(status))
-        else:
-            raise errors.invalid("'status' must be an HTTP status (e.g. 404) or a class (e.g. 5xx).", param="status")
-    if endpoint := params.get("endpoint"):
+    if query["status"]:
+        low, high = query["status"]
+        rows = rows.filter(status__gte=low, status__lt=high)
+    if endpoint := query["endpoint"]:
         rows = rows.filter(endpoint=endpoint)
     return rows
 
@@ -116,21 +77,31 @@ def filter_logs(request: Request, rows: QuerySet[RequestLog]) -> QuerySet[Reques
 
 class NewestFirst(CursorPagination):
     ordering = ("-created", "-id")
-    page_size = 50
-    page_size_query_param = "limit"
-    max_page_size = 500
+    cursor_query_param = CURSOR.name
+
+    def get_page_size(self, request: Request) -> int:
+        # DRF would quietly fall back to its default for a bad limit; the declaration refuses it.
+        return LIMIT.parse(request.query_params)
 
     def decode_cursor(self, request: Request) -> Any:
+        invalid = errors.invalid("Invalid cursor.", param=CURSOR.name)
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except exceptions.NotFound:
-            raise errors.invalid("Invalid cursor.", param="cursor") from None
+            raise invalid from None
+        if cursor is None or cursor.position is None:
+            return cursor
+        # The position is compared with `created`: only a time, kept within the database's range, may reach it.
+        if not re.fullmatch(params.ISO_TIME, cursor.position):
+            raise invalid
+        return cursor._replace(position=str(params.iso_time(cursor.position)))
 
 
 class LogList(LogsAPIView, ListAPIView):
     """GET /api/logs: request log rows, newest first, filtered, with cursor pagination."""
 
     pagination_class = NewestFirst
+    parameters = (*LOG_FILTERS, LIMIT, CURSOR)
 
     def get_queryset(self) -> QuerySet[RequestLog]:
         return filter_logs(self.request, RequestLog.objects.values(*PUBLIC_FIELDS))
@@ -143,11 +114,19 @@ class LogList(LogsAPIView, ListAPIView):
 class Usage(LogsAPIView):
     """GET /api/usage?group=hour|day&by=model|key&since=&until=: aggregates per bucket and model or key."""
 
+    parameters = (
+        params.Choice("group", "Bucket size.", choices=usage.GROUPS),
+        params.Choice("by", "One row per bucket and model, or per bucket and API key.", choices=usage.BY),
+        params.Time("since", "Start (default: 24 hours, or 30 days by day, before `until`); widened to whole buckets."),
+        params.Time("until", "End (default: now); widened to whole buckets.", example="2026-11-02T00:00:00Z"),
+    )
+
     def get(self, request: Request) -> Response:
-        group = parse_choice(request, "group", usage.GROUPS)
-        by = parse_choice(request, "by", usage.BY)
-        until = parse_time(request, "until") or timezone.now()
-        since = parse_time(request, "since") or until - (timedelta(hours=24) if group == "hour" else timedelta(days=30))
+        query = params.read(request.query_params, self.parameters)
+        group, by = query["group"], query["by"]
+        until = query["until"] or timezone.now()
+        window = timedelta(hours=24) if group == "hour" else timedelta(days=30)
+        since = query["since"] or until - min(window, until - params.EARLIEST)
         if since >= until:
             raise errors.invalid("'since' must be before 'until'.", param="since")
         step = timedelta(hours=1) if group == "hour" else timedelta(days=1)
@@ -163,8 +142,10 @@ class Usage(LogsAPIView):
 class ActivityLogs(LogsAPIView):
     """GET /api/activity-logs?limit=N: the newest rows in the original service's field names."""
 
+    parameters = (params.Integer("limit", "Rows, newest first.", low=1, high=1000, default=100),)
+
     def get(self, request: Request) -> Response:
-        limit = parse_int(request, "limit", default=100, low=1, high=1000)
+        limit = params.read(request.query_params, self.parameters)["limit"]
         fields = ("created", "method", "endpoint", "model_used", "model_requested", "status", "latency_ms",
                   "client_ip", "prompt_preview")  # fmt: skip
         logs = [

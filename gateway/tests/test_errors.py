@@ -90,6 +90,9 @@ def test_it_refuses_a_body_that_is_not_an_object(live_gateway: str, api_key: str
         ({"messages": [{"role": "user", "content": 42}]}, "messages[0].content"),
         ({"messages": [{"role": "user", "content": [{"type": "audio"}]}]}, "messages[0].content"),
         ({"model": 7}, "model"),
+        ({"model": ""}, "model"),
+        ({"max_tokens": "5"}, "max_tokens"),
+        ({"stream": 1}, "stream"),
     ],
 )
 def test_it_names_the_bad_field(live_gateway: str, api_key: str, chat_model: str, extra: dict, param: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import openai
 import pytest
 
@@ -33,6 +34,15 @@ def test_it_answers_404_for_an_unknown_model(client: openai.OpenAI, transactiona
     with pytest.raises(openai.NotFoundError) as caught:
         client.models.retrieve("no-such-model")
     assert caught.value.body["code"] == "model_not_found"
+
+
+def test_it_answers_404_in_its_own_shape_for_any_id(live_gateway: str, api_key: str) -> None:
+    # A line break in the id: Django's `path` converter would not match it and answer with an HTML page.
+    for model_id in ("line%0Abreak", "a/b", "%20"):
+        response = httpx.get(f"{live_gateway}/v1/models/{model_id}", headers={"Authorization": f"Bearer {api_key}"})
+        assert response.status_code == 404, model_id
+        assert response.json()["error"]["code"] == "model_not_found"
+        assert response.headers["X-Request-Id"]
 
 
 def test_it_finds_a_model_by_alias(client: openai.OpenAI, chat_model: str) -> None:

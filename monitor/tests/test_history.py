@@ -77,3 +77,11 @@ def test_it_accepts_an_iso_since(staff_client: Client) -> None:
     offset = (now - timedelta(minutes=10)).isoformat(timespec="seconds")
     body = staff_client.get(f"/api/metrics/history?metric=temp_max&since={offset}").json()
     assert [point[1] for point in body["points"]] == [60.0]
+
+
+def test_it_takes_a_since_further_back_than_the_calendar(staff_client: Client) -> None:
+    make_sample("orin-1", cpu_percent=12.0)
+    body = staff_client.get("/api/metrics/history?metric=cpu_percent&since=99999999999d").json()
+    assert body["source"] == "rollup"
+    assert staff_client.get("/api/metrics/history?metric=cpu_percent&since=0").status_code == 400
+    assert staff_client.get("/api/metrics/history?metric=cpu_percent&step=1e3").status_code == 400

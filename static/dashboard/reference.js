@@ -24,7 +24,8 @@
 
   function describe(schema) {
     if (!schema) return "any";
-    if (schema.oneOf) return schema.oneOf.map(describe).join(" | ");
+    const alternatives = schema.anyOf || schema.oneOf;
+    if (alternatives) return alternatives.map(describe).join(" | ") + (schema.nullable ? ", nullable" : "");
     if (schema.type === "array") return `array of ${describe(schema.items)}`;
     if (schema.enum) return schema.enum.join(" | ");
     let text = schema.type || "any";

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 
 from gateway.models import APIKey
@@ -47,6 +48,12 @@ class LogsAPITestCase(LogsTestCase):
         self.assertEqual(self.ids("?since=2026-11-01T12:02:00 00:00"), ["d", "c"])
         self.assertEqual(self.ids(f"?since={int((T0 + timedelta(minutes=3)).timestamp())}"), ["d"])
         self.assertEqual(self.ids("?until=2026-11-01"), [])
+        # Times beyond what the database holds select what they say: everything, or nothing.
+        self.assertEqual(self.ids("?since=0001-01-01T00:00%2B23:59&status=4xx"), ["d", "b"])
+        self.assertEqual(self.ids("?since=9999-12-31T23:59-23:59"), [])
+        # Digits other than 0-9 are no key id.
+        self.assertEqual(self.ids("?key=%C2%B2"), [])
+        self.assertEqual(self.ids("?status=&model="), ["d", "c", "b", "a"])  # empty is the same as absent
 
     def test_it_paginates_with_a_cursor(self) -> None:
         _, page = self.get("?limit=3")
@@ -57,7 +64,12 @@ class LogsAPITestCase(LogsTestCase):
         self.assertIsNone(response.json()["next"])
 
     def test_it_rejects_bad_filters_naming_the_param(self) -> None:
-        for query, param in [("?since=yesterday", "since"), ("?status=abc", "status"), ("?cursor=zzz", "cursor")]:
+        forged = base64.b64encode(b"p=yesterday").decode()  # a well-formed cursor whose position is no time
+        early = base64.b64encode(b"p=0001-01-01T00:00%2B23:59").decode()  # a time before any UTC time
+        self.assertEqual(self.get(f"?cursor={early}")[0], 200)
+        for query, param in [("?since=yesterday", "since"), ("?status=abc", "status"), ("?cursor=zzz", "cursor"),
+                             ("?status=%C2%B200", "status"), ("?limit=0", "limit"), ("?limit=501", "limit"),
+                             ("?limit=ten", "limit"), (f"?cursor={forged}", "cursor"), ("?model=a%00b", "model")]:  # fmt: skip
             status, body = self.get(query)
             self.assertEqual(status, 400, query)
             self.assertEqual(body["error"]["param"], param)
