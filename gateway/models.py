@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -59,23 +62,131 @@ class LLMModel(models.Model):
 
 
 class Backend(models.Model):
-    """One llama-server process serving a model."""
+    """One llama-server serving a model: external (a URL, started by someone else) or managed (started on demand by
+    the supervisor of its node, gateway.lifecycle, from the GGUF and flags stored here)."""
 
     model = models.ForeignKey(LLMModel, on_delete=models.CASCADE, related_name="backends")
-    base_url = models.URLField(help_text="e.g. http://127.0.0.1:8081")
+    base_url = models.URLField(blank=True, help_text="e.g. http://127.0.0.1:8081; empty for a managed backend.")
     weight = models.PositiveIntegerField(default=1)
     enabled = models.BooleanField(default=True)
     api_key = models.CharField(max_length=200, blank=True, help_text="llama-server's --api-key, if it has one.")
     max_concurrent = models.PositiveIntegerField(
         default=0, help_text="Requests in flight at once from this process; 0 means no limit."
     )
+    managed = models.BooleanField(
+        default=False, help_text="Started on demand by the node's supervisor (`manage.py supervise`), within memory."
+    )
+    node = models.CharField(
+        max_length=100, blank=True, help_text="Node whose supervisor runs it; empty = this machine's node name."
+    )
+    gguf_path = models.CharField("GGUF", max_length=1000, blank=True, help_text="The model file (--model).")
+    mmproj_path = models.CharField(
+        "projector", max_length=1000, blank=True, help_text="Vision projector GGUF (--mmproj), for vision models."
+    )
+    ctx_size = models.PositiveIntegerField(default=4096, help_text="--ctx-size: context shared by the slots.")
+    parallel = models.PositiveSmallIntegerField(default=2, help_text="--parallel: requests served at once.")
+    gpu_layers = models.IntegerField(
+        null=True, blank=True, help_text="--n-gpu-layers (99 = all on a Jetson); empty = llama-server's default."
+    )
+    llama_args = models.CharField(
+        max_length=1000, blank=True, help_text='Extra llama-server flags, e.g. "--flash-attn on --pooling last".'
+    )
+    idle_ttl = models.PositiveIntegerField(
+        "idle TTL",
+        null=True,
+        blank=True,
+        help_text="Seconds idle before it is stopped; empty = MODEL_IDLE_TTL, 0 = never.",
+    )
+    pinned = models.BooleanField(
+        default=False, help_text="Loaded when the supervisor starts, never evicted nor unloaded when idle."
+    )
 
     class Meta:
         ordering = ["model", "id"]
-        constraints = [models.UniqueConstraint(fields=["model", "base_url"], name="unique_backend_per_model")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "base_url"], condition=models.Q(managed=False), name="unique_backend_per_model"
+            ),
+            # One process per model and node: that is what the supervisor guarantees.
+            models.UniqueConstraint(
+                fields=["model", "node"], condition=models.Q(managed=True), name="one_managed_backend_per_node"
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.model.model_id} → {self.base_url}"
+        where = f"managed on {self.node}" if self.managed else self.base_url
+        return f"{self.model.model_id} → {where}"
+
+    def clean(self) -> None:
+        if self.managed:
+            if not self.gguf_path:
+                raise ValidationError({"gguf_path": "A managed backend needs its GGUF file."})
+            if self.base_url:
+                raise ValidationError({"base_url": "A managed backend has no URL: its supervisor picks the port."})
+        elif not self.base_url:
+            raise ValidationError({"base_url": "An external backend needs its URL (or tick “managed”)."})
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.managed and not self.node:
+            from monitor.sampler import node_name
+
+            self.node = node_name()
+        super().save(*args, **kwargs)
+
+
+class ModelState(models.TextChoices):
+    STOPPED = "stopped", "stopped"
+    STARTING = "starting", "starting"
+    READY = "ready", "ready"
+    STOPPING = "stopping", "stopping"
+    FAILED = "failed", "failed"
+
+
+class ManagedRuntime(models.Model):
+    """What the supervisor knows about a managed backend's process; written by the supervisor alone, on every
+    state change (counters at most once a second), for readers without a connection to it."""
+
+    backend = models.OneToOneField(Backend, on_delete=models.CASCADE, primary_key=True, related_name="runtime")
+    state = models.CharField(max_length=10, choices=ModelState.choices, default=ModelState.STOPPED)
+    since = models.DateTimeField(default=timezone.now)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    estimated_bytes = models.BigIntegerField(null=True, blank=True, help_text="From the GGUF header.")
+    estimate_detail = models.JSONField(default=dict, blank=True, help_text="weights, kv, compute (bytes).")
+    measured_bytes = models.BigIntegerField(null=True, blank=True, help_text="Seen once ready; preferred next time.")
+    measured_for = models.CharField(
+        max_length=64, blank=True, help_text="Digest of the command line the measurement belongs to."
+    )
+    in_flight = models.PositiveIntegerField(default=0)
+    waiting = models.PositiveIntegerField(default=0)
+    last_used = models.DateTimeField(null=True, blank=True)
+    unload_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    load_seconds = models.FloatField(null=True, blank=True, help_text="How long its last load took.")
+
+    class Meta:
+        verbose_name = "managed model state"
+
+    def __str__(self) -> str:
+        return f"{self.backend}: {self.state}"
+
+
+class Supervisor(models.Model):
+    """A node's supervisor: where gateway processes reach it, and its memory budget."""
+
+    node = models.CharField(max_length=100, unique=True)
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField()
+    pid = models.PositiveIntegerField(null=True)
+    started = models.DateTimeField(default=timezone.now)
+    heartbeat = models.DateTimeField(default=timezone.now)
+    budget_bytes = models.BigIntegerField(null=True)
+    budget_source = models.CharField(max_length=200, blank=True)
+    used_bytes = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.node} ({self.host}:{self.port})"
 
 
 class APIKeyManager(models.Manager["APIKey"]):
@@ -105,6 +216,9 @@ class APIKey(models.Model):
     max_concurrent = models.PositiveIntegerField(null=True, blank=True, help_text="Requests in flight at once.")
     scope_logs = models.BooleanField(default=False, help_text="May read request logs and usage (/api/logs).")
     scope_monitoring = models.BooleanField(default=False, help_text="May read system metrics (/api/metrics).")
+    scope_models = models.BooleanField(
+        default=False, help_text="May see managed models and load or unload them (/api/models/running)."
+    )
     store_previews = models.BooleanField(
         null=True, blank=True, help_text="Store prompt/completion previews; empty follows the global setting."
     )
@@ -143,6 +257,9 @@ class RequestLog(models.Model):
     stream = models.BooleanField(default=False)
     latency_ms = models.FloatField(null=True, blank=True)
     ttft_ms = models.FloatField("time to first token (ms)", null=True, blank=True)
+    cold_start_ms = models.FloatField(
+        "cold start (ms)", null=True, blank=True, help_text="Time spent waiting for the model to be loaded."
+    )
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_second = models.FloatField(null=True, blank=True)

@@ -213,6 +213,35 @@ SSE_KEEPALIVE_SECONDS = env.float("SSE_KEEPALIVE_SECONDS", default=15.0)
 # Django reads the whole body before the view; the view enforces MAX_REQUEST_BYTES with OpenAI's error shape.
 DATA_UPLOAD_MAX_MEMORY_SIZE = None
 
+# --- Model lifecycle: the supervisor (`manage.py supervise`) starts managed models on demand, within memory ---
+# Where the supervisor listens; gateway processes find it through the address it records in the database.
+SUPERVISOR_HOST = env.str("SUPERVISOR_HOST", default="127.0.0.1")
+SUPERVISOR_PORT = env.int("SUPERVISOR_PORT", default=9010)
+# Seconds a managed model may stay idle before it is stopped (a model's own idle TTL wins; 0 = never).
+MODEL_IDLE_TTL = env.float("MODEL_IDLE_TTL", default=600.0)
+# Requests that may wait for one model's load at once; beyond it 429.
+MODEL_QUEUE_LENGTH = env.int("MODEL_QUEUE_LENGTH", default=32)
+# Seconds a request waits for its model (eviction and load); also the longest a load may take.
+MODEL_LOAD_TIMEOUT = env.float("MODEL_LOAD_TIMEOUT", default=300.0)
+# Memory the supervisor may fill with models, in MiB; empty = measured when it starts (see the README).
+_budget = env.str("MODEL_MEMORY_BUDGET_MB", default="").strip()
+try:
+    MODEL_MEMORY_BUDGET_MB = float(_budget) if _budget else None
+except ValueError:
+    raise ImproperlyConfigured(f"MODEL_MEMORY_BUDGET_MB={_budget!r} is not a number of MiB") from None
+# MiB of MemAvailable left to the system on unified-memory machines (Jetson, CPU only).
+MODEL_MEMORY_RESERVE_MB = env.int("MODEL_MEMORY_RESERVE_MB", default=1024)
+# Seconds between SIGTERM and SIGKILL when a llama-server is stopped.
+MODEL_STOP_GRACE = env.float("MODEL_STOP_GRACE", default=10.0)
+# Seconds a model whose llama-server failed to load refuses requests before it is tried again.
+MODEL_FAILED_RETRY_SECONDS = env.float("MODEL_FAILED_RETRY_SECONDS", default=60.0)
+if MODEL_QUEUE_LENGTH < 1 or MODEL_LOAD_TIMEOUT <= 0 or MODEL_STOP_GRACE < 0 or MODEL_IDLE_TTL < 0:
+    raise ImproperlyConfigured(
+        "MODEL_QUEUE_LENGTH and MODEL_LOAD_TIMEOUT must be positive, MODEL_STOP_GRACE and MODEL_IDLE_TTL not negative"
+    )
+if MODEL_MEMORY_BUDGET_MB is not None and not MODEL_MEMORY_BUDGET_MB > 0:
+    raise ImproperlyConfigured("MODEL_MEMORY_BUDGET_MB must be a positive number of MiB (or empty)")
+
 # --- Monitor ---
 # Name this machine's samples are stored under; several Jetsons can share one database. Empty = the hostname.
 MONITOR_NODE_NAME = env.str("MONITOR_NODE_NAME", default="")

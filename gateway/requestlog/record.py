@@ -49,6 +49,7 @@ class RequestRecord:
     stream: bool = False
     latency_ms: float | None = None
     ttft_ms: float | None = None
+    cold_start_ms: float | None = None  # waited for a managed model to load (gateway.lifecycle)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     tokens_per_second: float | None = None
