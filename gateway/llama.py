@@ -1,11 +1,17 @@
-"""Local llama-server processes: find (or install) the binary and the small model, start, wait, stop."""
+"""Local llama-server processes: find (or install) the binary and the small model, the command line, start, wait,
+stop (the supervisor, gateway.lifecycle, runs managed models' processes with the same command line)."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import importlib
 import os
 import platform
+import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -80,6 +86,61 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@functools.cache
+def supported_flags(binary: str) -> frozenset[str]:
+    """The long flags a llama-server build knows (from its --help): older JetPack builds lack the newer ones."""
+    try:
+        result = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    return frozenset(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", result.stdout + result.stderr))
+
+
+def command(
+    model: str | Path,
+    port: int,
+    host: str = "127.0.0.1",
+    ctx_size: int = 2048,
+    parallel: int = 2,
+    *,
+    embeddings: bool = False,
+    mmproj: str = "",
+    gpu_layers: int | None = None,
+    api_key: str = "",
+    extra_args: list[str] | tuple[str, ...] = (),
+    binary: str | Path | None = None,
+) -> list[str]:
+    """A llama-server command line; `extra_args` come last, so that they win over what is set here."""
+    cmd = [
+        str(binary or server_binary()),
+        "--model", str(model),
+        "--host", host,
+        "--port", str(port),
+        "--ctx-size", str(ctx_size),
+        "--parallel", str(parallel),
+        "--metrics",
+        "--slots",
+    ]  # fmt: skip
+    if mmproj:
+        cmd += ["--mmproj", mmproj]
+    if gpu_layers is not None:
+        cmd += ["--n-gpu-layers", str(gpu_layers)]
+    if api_key:
+        cmd += ["--api-key", api_key]
+    if embeddings:
+        cmd += ["--embeddings"]
+    return cmd + list(extra_args)
+
+
+def die_with_parent() -> None:
+    """For Popen's preexec_fn: the child gets SIGKILL when its parent dies, however it dies (Linux)."""
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 @dataclass
 class LlamaServer:
     """One llama-server process; `embeddings=True` starts it as an embeddings instance."""
@@ -97,19 +158,16 @@ class LlamaServer:
         return f"http://{self.host}:{self.port}"
 
     def command(self) -> list[str]:
-        cmd = [
-            str(server_binary()),
-            "--model", str(model_path()),
-            "--host", self.host,
-            "--port", str(self.port),
-            "--ctx-size", str(self.ctx_size),
-            "--parallel", str(self.parallel),
-            "--metrics",
-            "--slots",
-        ]  # fmt: skip
-        if self.embeddings:
-            cmd += ["--embeddings", "--pooling", "mean"]
-        return cmd + self.extra_args
+        extra = ["--pooling", "mean", *self.extra_args] if self.embeddings else self.extra_args
+        return command(
+            model_path(),
+            self.port,
+            self.host,
+            self.ctx_size,
+            self.parallel,
+            embeddings=self.embeddings,
+            extra_args=extra,
+        )
 
     def start(self, log_file: Path | None = None, timeout: float = 120) -> LlamaServer:
         out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
