@@ -12,16 +12,19 @@ from django.conf import settings
 
 from gateway import errors
 from gateway.dbsync import db_sync
-from gateway.models import LLMModel
+from gateway.models import Backend, LLMModel, Supervisor
 from gateway.upstream import Target
 
 
 @dataclass
 class BackendInfo:
     id: int
-    target: Target
+    target: Target  # a managed backend's URL is only known once its supervisor grants it (gateway.lifecycle)
     weight: int
     max_concurrent: int
+    managed: bool = False
+    node: str = ""
+    supervisor: str = ""  # host:port of the node's supervisor, for a managed backend
 
 
 @dataclass
@@ -52,8 +55,17 @@ _registry_loaded = 0.0
 _state: dict[int, _BackendState] = {}
 
 
+def _backend_info(backend: Backend, supervisors: dict[str, str]) -> BackendInfo:
+    target = Target(backend.base_url.rstrip("/"), backend.api_key)
+    info = BackendInfo(backend.id, target, backend.weight, backend.max_concurrent)
+    if backend.managed:
+        info.managed, info.node, info.supervisor = True, backend.node, supervisors.get(backend.node, "")
+    return info
+
+
 def _load_registry() -> dict[str, ModelInfo]:
     entries: dict[str, ModelInfo] = {}
+    supervisors = {s.node: f"{s.host}:{s.port}" for s in Supervisor.objects.all()}
     for model in LLMModel.objects.enabled().prefetch_related("backends"):
         info = ModelInfo(
             id=model.id,
@@ -66,11 +78,7 @@ def _load_registry() -> dict[str, ModelInfo]:
             request_timeout=model.request_timeout,
             owned_by=model.owned_by,
             created=int(model.created.timestamp()),
-            backends=[
-                BackendInfo(b.id, Target(b.base_url.rstrip("/"), b.api_key), b.weight, b.max_concurrent)
-                for b in model.backends.all()
-                if b.enabled
-            ],
+            backends=[_backend_info(b, supervisors) for b in model.backends.all() if b.enabled],
         )
         for name in [model.model_id, *(model.aliases or [])]:
             entries.setdefault(name, info)

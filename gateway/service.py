@@ -18,6 +18,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from gateway import assemble, errors, images, limits, prompts, routing, schemas, upstream
+from gateway.lifecycle import client as lifecycle
 from gateway.models import APIKey, ModelKind, PromptFormat
 from gateway.requestlog import RequestRecord
 from gateway.routing import ModelInfo
@@ -45,42 +46,114 @@ def _as_api_error(exc: upstream.UpstreamError) -> errors.APIError:
 
 def _failed_before_answering(backend: routing.BackendInfo, exc: upstream.UpstreamError) -> upstream.UpstreamError:
     """A refused connection or a 5xx takes the backend out of rotation (the caller tries the next one);
-    any other failure is the answer."""
+    any other failure is the answer. A managed backend's supervisor knows its state better than a cool-off."""
     if not exc.retryable:
         raise _as_api_error(exc) from exc
-    routing.mark_down(backend)
+    if not backend.managed:
+        routing.mark_down(backend)
     return exc
 
 
-def _none_left(info: ModelInfo, last: upstream.UpstreamError | None) -> errors.APIError:
+def _none_left(
+    info: ModelInfo, last: upstream.UpstreamError | None, refusal: lifecycle.Refused | None
+) -> errors.APIError:
+    if refusal is not None and last is None:
+        return refusal  # the supervisor's own answer: queue full, load timeout, too large, failed to load
     return errors.unavailable(f"No backend of `{info.model_id}` is available" + (f": {last}" if last else "."))
+
+
+def _granted(record: RequestRecord, grant: lifecycle.Grant) -> None:
+    record.backend = grant.target.base_url
+    if grant.cold:
+        record.cold_start_ms = (record.cold_start_ms or 0) + grant.waited_ms
 
 
 async def _post(info: ModelInfo, path: str, payload: dict, record: RequestRecord) -> dict:
     """POST to the first backend that answers."""
     last: upstream.UpstreamError | None = None
+    refusal: lifecycle.Refused | None = None
     for backend in routing.candidates(info):
-        record.backend = backend.target.base_url
         with routing.occupy(backend):
             try:
+                if backend.managed:
+                    return await _post_managed(backend, info, path, payload, record)
+                record.backend = backend.target.base_url
                 return await upstream.post_json(backend.target, path, payload, info.request_timeout)
             except upstream.UpstreamError as exc:
                 last = _failed_before_answering(backend, exc)
-    raise _none_left(info, last)
+            except lifecycle.Refused as exc:
+                refusal = exc
+    raise _none_left(info, last, refusal)
+
+
+async def _post_managed(
+    backend: routing.BackendInfo, info: ModelInfo, path: str, payload: dict, record: RequestRecord
+) -> dict:
+    """POST to a managed backend, leased from its supervisor; a connection refused right after the grant (the
+    process was being stopped, or had crashed unnoticed) is asked for once more."""
+    for attempt in (1, 2):
+        async with lifecycle.lease(backend, record.request_id) as grant:
+            _granted(record, grant)
+            try:
+                return await upstream.post_json(grant.target, path, payload, info.request_timeout)
+            except upstream.UpstreamError as exc:
+                if attempt == 2 or not exc.refused:
+                    raise
+    raise AssertionError("unreachable")
+
+
+def _events(
+    backend: routing.BackendInfo, info: ModelInfo, path: str, payload: dict, record: RequestRecord
+) -> AsyncIterator[bytes]:
+    if backend.managed:
+        return _managed_events(backend, info, path, payload, record)
+    record.backend = backend.target.base_url
+    return upstream.stream_events(backend.target, path, payload, info.request_timeout)
+
+
+async def _managed_events(
+    backend: routing.BackendInfo, info: ModelInfo, path: str, payload: dict, record: RequestRecord
+) -> AsyncIterator[bytes]:
+    """A managed backend's stream, its lease held until the stream ends (or the client leaves); asked for once more
+    when the connection is refused right after the grant, as in _post_managed."""
+    for attempt in (1, 2):
+        async with lifecycle.lease(backend, record.request_id) as grant:
+            _granted(record, grant)
+            events = upstream.stream_events(grant.target, path, payload, info.request_timeout)
+            try:
+                first = await anext(events)
+            except upstream.UpstreamError as exc:
+                await events.aclose()
+                if attempt == 2 or not exc.refused:
+                    raise
+                continue
+            except StopAsyncIteration:
+                return
+            try:
+                yield first
+                async for event in events:
+                    yield event
+            finally:
+                await events.aclose()
+            return
 
 
 async def _open_stream(info: ModelInfo, path: str, payload: dict, record: RequestRecord) -> AsyncIterator[bytes]:
     """Backend SSE payloads; failover happens until the first event arrives, after that the backend is chosen."""
     last: upstream.UpstreamError | None = None
+    refusal: lifecycle.Refused | None = None
     for backend in routing.candidates(info):
-        record.backend = backend.target.base_url
         with routing.occupy(backend):
-            events = upstream.stream_events(backend.target, path, payload, info.request_timeout)
+            events = _events(backend, info, path, payload, record)
             try:
                 first = await anext(events)
             except upstream.UpstreamError as exc:
                 await events.aclose()
                 last = _failed_before_answering(backend, exc)
+                continue
+            except lifecycle.Refused as exc:
+                await events.aclose()
+                refusal = exc
                 continue
             except StopAsyncIteration:
                 raise errors.APIError(502, "backend closed the stream", "server_error") from None
@@ -91,7 +164,7 @@ async def _open_stream(info: ModelInfo, path: str, payload: dict, record: Reques
             finally:
                 await events.aclose()
             return
-    raise _none_left(info, last)
+    raise _none_left(info, last, refusal)
 
 
 async def _start_stream(info: ModelInfo, path: str, payload: dict, record: RequestRecord) -> AsyncIterator[bytes]:

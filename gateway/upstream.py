@@ -18,11 +18,14 @@ _sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 class UpstreamError(Exception):
     """A backend failed. `retryable` failures happened before the backend did any work: try the next one."""
 
-    def __init__(self, message: str, status: int = 0, body: dict | None = None, retryable: bool = False) -> None:
+    def __init__(
+        self, message: str, status: int = 0, body: dict | None = None, retryable: bool = False, refused: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.body = body or {}
         self.retryable = retryable
+        self.refused = refused  # the connection itself was refused: nothing listens there (any more)
 
     @property
     def is_timeout(self) -> bool:
@@ -92,7 +95,9 @@ async def post_json(target: Target, path: str, payload: dict, timeout: float) ->
             if response.status >= 400:
                 raise _error_from(response.status, raw)
             return json.loads(raw)
-    except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamError(f"cannot reach backend: {exc}", 503, retryable=True, refused=True) from exc
+    except aiohttp.ServerDisconnectedError as exc:
         raise UpstreamError(f"cannot reach backend: {exc}", 503, retryable=True) from exc
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamError(f"backend did not answer within {timeout:.0f} s", 504) from exc
@@ -178,7 +183,7 @@ async def stream_events(target: Target, path: str, payload: dict, timeout: float
             if pending.startswith(b"data:"):  # a last event without its line end
                 yield pending[5:].strip()
     except aiohttp.ClientConnectorError as exc:
-        raise UpstreamError(f"cannot reach backend: {exc}", 503, retryable=True) from exc
+        raise UpstreamError(f"cannot reach backend: {exc}", 503, retryable=True, refused=True) from exc
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamError(f"backend went silent for {timeout:.0f} s", 504) from exc
     except aiohttp.ClientError as exc:
