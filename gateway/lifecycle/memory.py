@@ -57,7 +57,8 @@ class Buffers:
 
     host: int
     device: int
-    by_kind: dict[str, int]
+    by_kind: dict[str, int]  # "model", "KV", "compute", "output"
+    by_buffer: dict[str, int]  # "CPU_Mapped model", "CUDA0 KV", …
 
     @property
     def total(self) -> int:
@@ -76,6 +77,7 @@ def parse_buffers(log_text: str) -> Buffers | None:
     """
     host = device = 0
     by_kind: dict[str, int] = {}
+    by_buffer: dict[str, int] = {}
     previous = ""
     for line in log_text.splitlines():
         match = BUFFER_LINE.search(line)
@@ -84,14 +86,15 @@ def parse_buffers(log_text: str) -> Buffers | None:
         name, kind, size = match.group(1), match.group(2), int(float(match.group(3)) * MIB)
         if kind == "model" and previous not in ("", "model"):
             host = device = 0
-            by_kind = {}
+            by_kind, by_buffer = {}, {}
         previous = kind
         by_kind[kind] = by_kind.get(kind, 0) + size
+        by_buffer[f"{name} {kind}"] = by_buffer.get(f"{name} {kind}", 0) + size
         if _is_host(name):
             host += size
         else:
             device += size
-    return Buffers(host, device, by_kind) if by_kind else None
+    return Buffers(host, device, by_kind, by_buffer) if by_kind else None
 
 
 def process_rss(pid: int) -> int | None:

@@ -632,8 +632,8 @@ class NodeSupervisor:
         if ready and model.state == ModelState.STARTING:
             model.load_seconds = round(time.monotonic() - started, 3)
             self._set_state(model, ModelState.READY)
-            await self._measure(model)
             self._grant_waiters(model)
+            await self._measure(model)
         elif not exit_code.done() and model.state == ModelState.STARTING:
             self._fail(
                 model,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from gateway.models import LLMModel
+from gateway.models import Backend, LLMModel
+from monitor.sampler import node_name
 
 pytestmark = pytest.mark.django_db
 
@@ -49,3 +51,35 @@ def test_it_refuses_a_backend_that_is_not_a_url() -> None:
 def test_it_refuses_defaults_that_are_not_an_object() -> None:
     with pytest.raises(CommandError, match="JSON object"):
         addmodel("qwen", "--backend", "http://127.0.0.1:8082", "--defaults", "[1]")
+
+
+def test_it_creates_a_managed_model_on_this_node(tmp_path: Path) -> None:
+    gguf = tmp_path / "qwen.gguf"
+    gguf.write_bytes(b"GGUF")
+    output = addmodel("qwen", "--gguf", str(gguf), "--ctx-size", "8192", "--parallel", "1", "--gpu-layers", "99",
+                      "--ttl", "300", "--pin", "--llama-args", "--flash-attn on")  # fmt: skip
+    assert "created model qwen (chat) with 1 backend(s) (managed)" in output
+    backend = Backend.objects.get()
+    assert (backend.managed, backend.base_url, backend.node) == (True, "", node_name())
+    assert (backend.gguf_path, backend.ctx_size, backend.parallel, backend.gpu_layers) == (str(gguf), 8192, 1, 99)
+    assert (backend.idle_ttl, backend.pinned, backend.llama_args) == (300, True, "--flash-attn on")
+
+
+def test_running_it_again_updates_the_managed_backend_and_can_add_an_external_one(tmp_path: Path) -> None:
+    gguf = tmp_path / "qwen.gguf"
+    gguf.write_bytes(b"GGUF")
+    addmodel("qwen", "--gguf", str(gguf))
+    first = Backend.objects.get()
+    addmodel("qwen", "--gguf", str(gguf), "--ctx-size", "2048", "--backend", "http://10.0.0.2:8082")
+    assert Backend.objects.get(managed=True).pk == first.pk  # its state and measurements stay with it
+    assert Backend.objects.get(managed=True).ctx_size == 2048
+    assert list(Backend.objects.filter(managed=False).values_list("base_url", flat=True)) == ["http://10.0.0.2:8082"]
+    addmodel("qwen", "--backend", "http://10.0.0.2:8082")
+    assert not Backend.objects.filter(managed=True).exists()
+
+
+def test_it_needs_a_backend_or_a_gguf_that_exists(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="--backend URL"):
+        addmodel("qwen")
+    with pytest.raises(CommandError, match="is not a file"):
+        addmodel("qwen", "--gguf", str(tmp_path / "missing.gguf"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -14,12 +16,15 @@ from gateway.registry import register_model
 
 
 class Command(BaseCommand):
-    help = "Create or update a model and set its backends."
+    help = (
+        "Create or update a model and set its backends: external llama-servers (--backend URL) and/or one started "
+        "on demand by this node's supervisor (--gguf PATH)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("model_id")
         parser.add_argument("--kind", choices=ModelKind.values, default=ModelKind.CHAT)
-        parser.add_argument("--backend", action="append", required=True, help="llama-server base URL; repeatable")
+        parser.add_argument("--backend", action="append", default=[], help="llama-server base URL; repeatable")
         parser.add_argument("--prompt-format", choices=PromptFormat.values, default=PromptFormat.SERVER)
         parser.add_argument("--alias", action="append", default=[], help="another id clients may send; repeatable")
         parser.add_argument("--description", default="")
@@ -28,8 +33,22 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=120.0, help="request timeout in seconds")
         parser.add_argument("--defaults", default="{}", help='default sampling params as JSON, e.g. {"top_k": 40}')
         parser.add_argument("--disabled", action="store_true")
+        managed = parser.add_argument_group("managed (started on demand by `manage.py supervise`)")
+        managed.add_argument("--gguf", help="the GGUF file: makes the model managed on this node")
+        managed.add_argument("--mmproj", default="", help="vision projector GGUF")
+        managed.add_argument("--ctx-size", type=int, default=4096)
+        managed.add_argument("--parallel", type=int, default=2, help="slots (requests served at once)")
+        managed.add_argument("--gpu-layers", type=int, help="--n-gpu-layers (99 = all); default llama-server's")
+        managed.add_argument(
+            "--ttl", type=int, help="seconds idle before it is stopped (0 = never; default MODEL_IDLE_TTL)"
+        )
+        managed.add_argument("--pin", action="store_true", help="loaded when the supervisor starts, never evicted")
+        managed.add_argument("--llama-args", default="", help='extra llama-server flags, e.g. "--pooling last"')
+        managed.add_argument("--node", default="", help="node whose supervisor runs it (default this machine)")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not options["backend"] and not options["gguf"]:
+            raise CommandError("give --backend URL (an external llama-server) and/or --gguf PATH (a managed one)")
         for url in options["backend"]:
             try:
                 URLValidator(schemes=["http", "https"])(url)
@@ -44,6 +63,7 @@ class Command(BaseCommand):
         model, created = register_model(
             options["model_id"],
             options["backend"],
+            managed=self.managed(options),
             kind=options["kind"],
             prompt_format=options["prompt_format"],
             aliases=options["alias"],
@@ -55,4 +75,31 @@ class Command(BaseCommand):
             enabled=not options["disabled"],
         )
         verb = "created" if created else "updated"
-        self.stdout.write(f"{verb} model {model.model_id} ({model.kind}) with {model.backends.count()} backend(s)")
+        managed = " (managed)" if options["gguf"] else ""
+        self.stdout.write(
+            f"{verb} model {model.model_id} ({model.kind}) with {model.backends.count()} backend(s){managed}"
+        )
+
+    def managed(self, options: dict[str, Any]) -> dict[str, Any] | None:
+        if not options["gguf"]:
+            return None
+        for flag in ("gguf", "mmproj"):
+            if options[flag] and not Path(options[flag]).is_file():
+                raise CommandError(f"--{flag} {options[flag]!r} is not a file")
+        if options["ctx_size"] < 1 or options["parallel"] < 1 or (options["ttl"] is not None and options["ttl"] < 0):
+            raise CommandError("--ctx-size and --parallel must be positive, --ttl not negative")
+        try:
+            shlex.split(options["llama_args"])
+        except ValueError as exc:
+            raise CommandError(f"--llama-args cannot be split into flags: {exc}") from None
+        return {
+            "gguf_path": str(Path(options["gguf"]).resolve()),
+            "mmproj_path": str(Path(options["mmproj"]).resolve()) if options["mmproj"] else "",
+            "ctx_size": options["ctx_size"],
+            "parallel": options["parallel"],
+            "gpu_layers": options["gpu_layers"],
+            "idle_ttl": options["ttl"],
+            "pinned": options["pin"],
+            "llama_args": options["llama_args"],
+            "node": options["node"],
+        }

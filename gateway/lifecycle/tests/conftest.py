@@ -1,0 +1,131 @@
+"""Lifecycle fixtures: a real supervisor process over the test database, and the real small model registered as two
+managed models under a budget that fits only one of them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from gateway.lifecycle import client, estimate
+from gateway.llama import model_path
+from gateway.models import Supervisor
+from gateway.registry import register_model
+from gateway.tests.conftest import api_key  # noqa: F401 (a fixture)
+from monitor.sampler import node_name
+from tests.live import ARTIFACTS, ROOT, database_url, stop_process
+
+MIB = 1024 * 1024
+SMALL = {"ctx_size": 1024, "parallel": 1}  # the managed models' flags: a quick load
+# Fits one small model (its estimate is about 335 MiB, it measures about 330 MiB), never two.
+BUDGET_FOR_ONE_MB = 500
+
+
+@dataclass
+class RunningSupervisor:
+    process: subprocess.Popen[bytes]
+    address: str
+    var_dir: Path
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Every managed model's state as the supervisor has it now, by model id."""
+        reply = asyncio.run(client.command(self.address, "status"))
+        return {model["model"]: model for model in reply["models"]}
+
+    def state(self, model_id: str) -> dict[str, Any]:
+        return self.status()[model_id]
+
+    def wait_for(self, model_id: str, check: Callable[[dict[str, Any]], bool], limit: float, what: str) -> float:
+        """Seconds until `check` holds for the model's state, polled every 20 ms; AssertionError after `limit`."""
+        started = time.monotonic()
+        while not check(state := self.state(model_id)):
+            if time.monotonic() - started > limit:
+                raise AssertionError(f"{model_id} never became {what} within {limit} s: {state}")
+            time.sleep(0.02)
+        return time.monotonic() - started
+
+    def starts(self, model_id: str) -> int:
+        """How many llama-servers the supervisor has started for the model (one header line in its log each)."""
+        log = self.var_dir / "llama" / f"{model_id}.log"
+        return log.read_text(errors="replace").count(" supervisor: ") if log.exists() else 0
+
+    def llama_servers(self) -> list[psutil.Process]:
+        """Its llama-server children that are alive."""
+        children = psutil.Process(self.process.pid).children()
+        return [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def start_supervisor(var_dir: Path, env: dict[str, str], timeout: float = 60) -> RunningSupervisor:
+    """`manage.py supervise` on a free port over the test database, once it has recorded its address."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / f"supervisor-{var_dir.name}.log", "ab")  # noqa: SIM115 (the process owns it)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "supervise", "--port", "0"],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "jetsonsite.settings", "DATABASE_URL": database_url(),
+             "VAR_DIR": str(var_dir), **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the supervisor exited with code {process.returncode}: see {log.name}")
+        row = Supervisor.objects.filter(node=node_name(), pid=process.pid).first()
+        if row is not None:
+            return RunningSupervisor(process, f"{row.host}:{row.port}", var_dir)
+        time.sleep(0.1)
+    stop_process(process)
+    raise RuntimeError(f"the supervisor did not record its address within {timeout:.0f} s: see {log.name}")
+
+
+@pytest.fixture
+def supervisor_factory(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., RunningSupervisor]]:
+    """Start supervisors with settings of the test's choice; each is stopped (SIGTERM: it stops its models and
+    writes their states) before the test database is flushed, where a live writer would deadlock PostgreSQL."""
+    started: list[RunningSupervisor] = []
+
+    def start(**settings: object) -> RunningSupervisor:
+        env = {"MODEL_MEMORY_BUDGET_MB": str(BUDGET_FOR_ONE_MB), "MODEL_STOP_GRACE": "5", "LOG_LEVEL": "INFO"}
+        env.update({name: str(value) for name, value in settings.items()})
+        supervisor = start_supervisor(tmp_path / f"supervisor-{len(started)}", env)
+        started.append(supervisor)
+        return supervisor
+
+    yield start
+    for supervisor in started:
+        stop_process(supervisor.process)
+
+
+@pytest.fixture
+def supervisor(supervisor_factory: Callable[..., RunningSupervisor]) -> RunningSupervisor:
+    return supervisor_factory()
+
+
+@pytest.fixture
+def small_gguf() -> str:
+    return str(model_path())
+
+
+def register_managed(model_id: str, gguf: str, **fields: Any) -> None:
+    register_model(model_id, [], managed={"gguf_path": gguf, **SMALL, **fields})
+
+
+@pytest.fixture
+def two_models(transactional_db: None, small_gguf: str) -> tuple[str, str]:
+    """The real small model as two managed models, "model-a" and "model-b"."""
+    register_managed("model-a", small_gguf)
+    register_managed("model-b", small_gguf)
+    need = estimate.estimate(small_gguf, estimate.Options(SMALL["ctx_size"], SMALL["parallel"])).total
+    assert need < BUDGET_FOR_ONE_MB * MIB < 2 * need, "the budget must fit exactly one of them"
+    return "model-a", "model-b"
