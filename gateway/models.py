@@ -119,6 +119,7 @@ class Backend(models.Model):
 
     def clean(self) -> None:
         if self.managed:
+            self.fill_node()
             if not self.gguf_path:
                 raise ValidationError({"gguf_path": "A managed backend needs its GGUF file."})
             if self.base_url:
@@ -126,11 +127,15 @@ class Backend(models.Model):
         elif not self.base_url:
             raise ValidationError({"base_url": "An external backend needs its URL (or tick “managed”)."})
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.managed and not self.node:
+    def fill_node(self) -> None:
+        if not self.node:
             from monitor.sampler import node_name
 
             self.node = node_name()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.managed:
+            self.fill_node()
         super().save(*args, **kwargs)
 
 

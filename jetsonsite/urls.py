@@ -1,4 +1,4 @@
-"""Root URLs: the OpenAI-compatible API, monitoring, the dashboard and the admin."""
+"""Root URLs: the OpenAI-compatible API, monitoring, the dashboard, managed models and the admin."""
 
 from __future__ import annotations
 
@@ -11,4 +11,5 @@ urlpatterns = [
     path("", include("monitor.urls")),
     path("", include("dashboard.urls")),
     path("", include("gateway.requestlog.urls")),
+    path("", include("gateway.lifecycle.urls")),
 ]

@@ -47,6 +47,10 @@ LOG_TAIL_LINES = 12
 ACTIVE = (ModelState.STARTING, ModelState.READY, ModelState.STOPPING)
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
 class Refusal(Exception):
     """An answer that is not a grant: the gateway turns it into an OpenAI-shaped error with Retry-After."""
 
@@ -166,26 +170,30 @@ class Model:
         return max(1, math.ceil(self.load_seconds or 5))
 
     def snapshot(self, node: str) -> dict[str, Any]:
+        """Its state in the shape GET /api/models/running gives (gateway.lifecycle.states)."""
+        measured = self.measured if self.measured_for == self.config.signature else None
         return {
+            "id": self.config.model_id,
             "backend": self.config.backend_id,
-            "model": self.config.model_id,
             "node": node,
             "state": str(self.state),
-            "since": self.since.isoformat(),
+            "since": _iso(self.since),
             "pid": self.pid,
             "port": self.port,
-            "estimated_bytes": self.estimate.total if self.estimate else None,
-            "estimate": self.estimate.as_dict() if self.estimate else None,
-            "measured_bytes": self.measured if self.measured_for == self.config.signature else None,
+            "memory": {
+                "estimated_bytes": self.estimate.total if self.estimate else None,
+                "estimate": self.estimate.as_dict() if self.estimate else None,
+                "measured_bytes": measured,
+            },
             "in_flight": len(self.in_flight),
             "waiting": len(self.waiters),
-            "last_used": self.last_used.isoformat() if self.last_used else None,
-            "unload_at": self.unload_at.isoformat() if self.unload_at else None,
+            "last_used": _iso(self.last_used),
+            "unload_at": _iso(self.unload_at),
+            "idle_ttl": self.config.idle_ttl,
+            "pinned": self.config.pinned,
+            "load_seconds": self.load_seconds,
             "last_error": self.last_error or self.estimate_error,
             "exit_code": self.exit_code,
-            "load_seconds": self.load_seconds,
-            "pinned": self.config.pinned,
-            "idle_ttl": self.config.idle_ttl,
         }
 
 
@@ -201,10 +209,6 @@ class Connection:
     def send(self, message: dict[str, Any]) -> None:
         if not self.writer.is_closing():
             self.writer.write(protocol.encode(message))
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
 
 
 class NodeSupervisor:
@@ -813,14 +817,15 @@ class NodeSupervisor:
             for backend_id, snap, measured_for in rows:
                 if not Backend.objects.filter(pk=backend_id).exists():
                     continue
+                memory_ = snap["memory"]
                 ManagedRuntime.objects.update_or_create(
                     backend_id=backend_id,
                     defaults={
-                        "state": snap["state"], "since": datetime.fromisoformat(snap["since"]), "pid": snap["pid"],
-                        "port": snap["port"], "estimated_bytes": snap["estimated_bytes"],
-                        "estimate_detail": snap["estimate"] or {}, "measured_bytes": snap["measured_bytes"],
-                        "measured_for": measured_for if snap["measured_bytes"] else "", "in_flight": snap["in_flight"],
-                        "waiting": snap["waiting"], "last_used": _parse(snap["last_used"]),
+                        "state": snap["state"], "since": _parse(snap["since"]), "pid": snap["pid"],
+                        "port": snap["port"], "estimated_bytes": memory_["estimated_bytes"],
+                        "estimate_detail": memory_["estimate"] or {}, "measured_bytes": memory_["measured_bytes"],
+                        "measured_for": measured_for if memory_["measured_bytes"] else "",
+                        "in_flight": snap["in_flight"], "waiting": snap["waiting"], "last_used": _parse(snap["last_used"]),
                         "unload_at": _parse(snap["unload_at"]), "last_error": snap["last_error"],
                         "exit_code": snap["exit_code"], "load_seconds": snap["load_seconds"],
                     },
@@ -916,7 +921,7 @@ async def _ready(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parse(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def _loopback(host: str) -> str:

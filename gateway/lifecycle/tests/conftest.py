@@ -39,7 +39,7 @@ class RunningSupervisor:
     def status(self) -> dict[str, dict[str, Any]]:
         """Every managed model's state as the supervisor has it now, by model id."""
         reply = asyncio.run(client.command(self.address, "status"))
-        return {model["model"]: model for model in reply["models"]}
+        return {model["id"]: model for model in reply["models"]}
 
     def state(self, model_id: str) -> dict[str, Any]:
         return self.status()[model_id]

@@ -1,0 +1,81 @@
+"""The admin: managed fields editable on a model's page, its state in the list, load / unload actions."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client, override_settings
+
+from gateway.lifecycle.tests.conftest import RunningSupervisor
+from gateway.models import Backend, LLMModel
+
+pytestmark = pytest.mark.usefixtures("_plain_static")
+
+
+@pytest.fixture
+def _plain_static(settings: object) -> None:
+    # Admin pages link static files; the manifest exists only after collectstatic.
+    settings.STORAGES = {  # type: ignore[attr-defined]
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture
+def admin_client(transactional_db: None) -> Client:
+    browser = Client()
+    browser.force_login(User.objects.create_superuser("root", "", "x"))
+    return browser
+
+
+def inline(prefix: str, **fields: object) -> dict[str, object]:
+    data = {f"{prefix}-TOTAL_FORMS": "1", f"{prefix}-INITIAL_FORMS": "0", f"{prefix}-MIN_NUM_FORMS": "0",
+            f"{prefix}-MAX_NUM_FORMS": "1000"}  # fmt: skip
+    defaults = {"weight": 1, "max_concurrent": 0, "ctx_size": 4096, "parallel": 2, "enabled": "on"}
+    data.update({f"{prefix}-0-{name}": value for name, value in {**defaults, **fields}.items()})
+    return data
+
+
+def test_a_managed_model_is_created_in_the_admin_without_a_url(admin_client: Client, small_gguf: str) -> None:
+    form = {"model_id": "qwen", "aliases": "[]", "kind": "chat", "prompt_format": "server", "enabled": "on",
+            "owned_by": "local", "default_params": "{}", "request_timeout": "120"}  # fmt: skip
+    form.update(inline("backends", managed="on", gguf_path=small_gguf, ctx_size=1024, idle_ttl=60, pinned="on"))
+
+    response = admin_client.post("/admin/gateway/llmmodel/add/", form)
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    backend = Backend.objects.get()
+    assert (backend.managed, backend.base_url, backend.ctx_size, backend.idle_ttl, backend.pinned) == (
+        True, "", 1024, 60, True,
+    )  # fmt: skip
+    assert backend.node  # this machine's node
+
+
+def test_a_managed_backend_needs_its_gguf_and_an_external_one_its_url(admin_client: Client) -> None:
+    form = {"model_id": "qwen", "aliases": "[]", "kind": "chat", "prompt_format": "server", "enabled": "on",
+            "owned_by": "local", "default_params": "{}", "request_timeout": "120"}  # fmt: skip
+    managed = admin_client.post("/admin/gateway/llmmodel/add/", {**form, **inline("backends", managed="on")})
+    external = admin_client.post("/admin/gateway/llmmodel/add/", {**form, **inline("backends", api_key="secret")})
+
+    assert "A managed backend needs its GGUF file." in managed.content.decode()
+    assert "An external backend needs its URL" in external.content.decode()
+    assert not LLMModel.objects.exists()
+
+
+@override_settings(MODEL_IDLE_TTL=600)
+def test_the_list_shows_the_state_and_the_actions_load_and_unload(
+    admin_client: Client, two_models: tuple[str, str], supervisor: RunningSupervisor
+) -> None:
+    model_a = LLMModel.objects.get(model_id="model-a")
+    loaded = admin_client.post(
+        "/admin/gateway/llmmodel/", {"action": "load", "_selected_action": [model_a.pk]}, follow=True
+    )
+    assert "to load model-a." in loaded.content.decode()
+    supervisor.wait_for("model-a", lambda s: s["state"] == "ready", 60, "ready")
+    supervisor.wait_for("model-a", lambda s: s["memory"]["measured_bytes"], 5, "measured")
+
+    listing = admin_client.get("/admin/gateway/llmmodel/").content.decode()
+    assert "ready on " in listing and " MiB)" in listing
+
+    admin_client.post("/admin/gateway/llmmodel/", {"action": "unload", "_selected_action": [model_a.pk]})
+    supervisor.wait_for("model-a", lambda s: s["state"] == "stopped", 30, "stopped")
