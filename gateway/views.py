@@ -17,6 +17,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 
 from gateway import auth, errors, requestlog, routing, service, upstream
+from gateway.dbsync import db_sync
+from gateway.lifecycle import states
 from gateway.models import APIKey
 from gateway.requestlog import RequestRecord
 
@@ -203,7 +205,9 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok" if ok else "unavailable", "database": ok}, status=200 if ok else 503)
 
 
-async def _probe(backend: routing.BackendInfo) -> dict:
+async def _probe(backend: routing.BackendInfo, managed: dict[int, dict]) -> dict:
+    if backend.managed:
+        return await _managed_report(backend, managed.get(backend.id))
     probe = await upstream.probe(backend.target, settings.HEALTH_TIMEOUT)
     report: dict[str, Any] = {"url": backend.target.base_url, "in_flight": routing.in_flight(backend.id)}
     report["status"] = probe.status
@@ -217,6 +221,36 @@ async def _probe(backend: routing.BackendInfo) -> dict:
     return report
 
 
+async def _managed_report(backend: routing.BackendInfo, state: dict | None) -> dict:
+    """A managed backend as its supervisor last recorded it; probed like any other once it runs. Stopped is
+    "standby": it loads on the next request, as long as its node's supervisor runs."""
+    state = state or {"state": "stopped", "supervisor_alive": False}
+    report: dict[str, Any] = {"managed": True, "node": backend.node, "state": state["state"],
+                              "in_flight": routing.in_flight(backend.id)}  # fmt: skip
+    for name in ("memory", "last_used", "unload_at", "last_error"):
+        if state.get(name):
+            report[name] = state[name]
+    if not state.get("supervisor_alive"):
+        report["status"], report["error"] = "down", f"no supervisor answers for node {backend.node}"
+    elif state["state"] == "ready" and state.get("port"):
+        host = backend.supervisor.rpartition(":")[0] or "127.0.0.1"
+        target = upstream.Target(f"http://{host}:{state['port']}", backend.target.api_key)
+        probe = await upstream.probe(target, settings.HEALTH_TIMEOUT)
+        report.update(url=target.base_url, status=probe.status, latency_ms=probe.latency_ms)
+        if probe.slots is not None:
+            report["slots"] = {"busy": probe.slots[0], "idle": probe.slots[1]}
+    else:
+        report["status"] = {"failed": "down", "starting": "loading"}.get(state["state"], "standby")
+    return report
+
+
+def _managed_states() -> tuple[dict[int, dict], list[dict]]:
+    snapshot = states.snapshot()
+    alive = {node["node"]: node["supervisor"]["alive"] for node in snapshot["nodes"]}
+    managed = {m["backend"]: {**m, "supervisor_alive": alive.get(m["node"], False)} for m in snapshot["data"]}
+    return managed, snapshot["nodes"]
+
+
 async def _staff_or_key(request: HttpRequest) -> bool:
     user = await request.auser()
     if user.is_authenticated and user.is_staff:
@@ -224,19 +258,26 @@ async def _staff_or_key(request: HttpRequest) -> bool:
     return not isinstance(await _key_or_error(request), JsonResponse)
 
 
+def _any_managed(infos: list[routing.ModelInfo]) -> bool:
+    return any(backend.managed for info in infos for backend in info.backends)
+
+
 @_reading
 async def health(request: HttpRequest) -> JsonResponse:
-    """Every enabled backend probed at once; for API keys and staff (it describes the infrastructure)."""
+    """Every enabled backend probed at once (a managed one as its supervisor recorded it, probed once it runs),
+    and each node's model budget; for API keys and staff (it describes the infrastructure)."""
     if not await _staff_or_key(request):
         return errors.unauthorized().response()
     registry = await routing.registry()
     infos = list({info.model_id: info for info in registry.values()}.values())
-    probes = await asyncio.gather(*(asyncio.gather(*(_probe(b) for b in info.backends)) for info in infos))
+    managed, nodes = await db_sync(_managed_states)() if _any_managed(infos) else ({}, [])
+    probes = await asyncio.gather(*(asyncio.gather(*(_probe(b, managed) for b in info.backends)) for info in infos))
     models_report = [
         {
             "id": info.model_id,
             "kind": info.kind,
-            "status": "ok" if any(p["status"] == "ok" for p in backends) else "down",
+            # A managed backend on standby serves: it loads on demand.
+            "status": "ok" if any(p["status"] in ("ok", "standby", "loading") for p in backends) else "down",
             "backends": backends,
         }
         for info, backends in zip(infos, probes, strict=True)
@@ -245,6 +286,9 @@ async def health(request: HttpRequest) -> JsonResponse:
     body = {
         "status": "ok" if ok else "degraded",
         "models": models_report,
+        "nodes": [
+            {"node": n["node"], "supervisor_alive": n["supervisor"]["alive"], "budget": n["budget"]} for n in nodes
+        ],
         "request_log": {
             "pending": requestlog.pending_count(),
             "dropped": requestlog.dropped_count(),
