@@ -1,4 +1,5 @@
-"""Prometheus text for GET /metrics: each node's latest sample as gauges, and the gateway's request metrics."""
+"""Prometheus text for GET /metrics: each node's latest sample as gauges, managed models' states, and the gateway's
+request metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from gateway import metrics
+from gateway.lifecycle.prometheus import ManagedModels
 from monitor.models import Node, Sample
 
 FAMILIES = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily}
@@ -140,5 +142,6 @@ def render() -> bytes:
     """The text exposition: a registry per scrape, so that nothing a process registered elsewhere leaks in."""
     registry = CollectorRegistry()
     registry.register(LatestSamples())
+    registry.register(ManagedModels())
     metrics.add_to(registry)
     return generate_latest(registry)

@@ -14,7 +14,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from gateway.models import Backend
+from gateway.models import Backend, ModelState, Supervisor
 from monitor.collectors.jetson import JetsonCollector
 from monitor.collectors.linux import LinuxCollector
 from monitor.collectors.llama import LlamaCollector, Target
@@ -92,10 +92,17 @@ def headline(data: dict) -> dict:
 
 
 def enabled_backends() -> list[Target]:
-    rows = Backend.objects.filter(enabled=True, model__enabled=True).values_list(
+    """Every enabled external backend, and every managed one that is running (at its node's supervisor's host)."""
+    rows = Backend.objects.filter(enabled=True, model__enabled=True, managed=False).values_list(
         "base_url", "model__model_id", "api_key"
     )
-    return [Target(url, model, api_key) for url, model, api_key in rows]
+    targets = [Target(url, model, api_key) for url, model, api_key in rows]
+    hosts = dict(Supervisor.objects.values_list("node", "host"))
+    running = Backend.objects.filter(enabled=True, model__enabled=True, managed=True, runtime__state=ModelState.READY)
+    for node, port, model, api_key in running.values_list("node", "runtime__port", "model__model_id", "api_key"):
+        if node in hosts and port:
+            targets.append(Target(f"http://{hosts[node]}:{port}", model, api_key))
+    return targets
 
 
 class Sampler:
