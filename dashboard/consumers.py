@@ -1,10 +1,12 @@
-"""Websocket consumers of the dashboard: live metrics, the live request log, and the chat playground."""
+"""Websocket consumers of the dashboard: live metrics, managed models' states, the live request log, and the chat
+playground."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -13,12 +15,16 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from dashboard.access import acan_view
 from gateway import requestlog, service
 from gateway.errors import APIError
+from gateway.lifecycle import client as lifecycle
+from gateway.lifecycle import states
 from gateway.requestlog import RequestRecord
 
 logger = logging.getLogger(__name__)
 
 METRICS_GROUP = "metrics"  # the monitor's sampler publishes here
 LOG_GROUP = requestlog.GROUP  # the request log's writer publishes each written row here
+
+_sending: set[asyncio.Task] = set()  # pushes on their way to a browser
 
 # Close codes in the application range (4000-4999), so the page can tell "sign in again" from a network drop.
 CLOSE_FORBIDDEN = 4403
@@ -54,6 +60,39 @@ class LogConsumer(DashboardConsumer):
 
     async def log_entry(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "entry", "entry": event["entry"]})
+
+
+class ModelsConsumer(DashboardConsumer):
+    """Managed models, live: a snapshot from the database at connect, then every change each node's supervisor
+    pushes to this process's connection to it (no channel layer: it works without Redis, once per process).
+
+    Server → client: "snapshot" (models, nodes, whether the user may load and unload), "state" (model, budget).
+    """
+
+    unwatch: list[Callable[[], None]]
+
+    async def connect(self) -> None:
+        self.unwatch = []
+        await super().connect()
+        user = self.scope.get("user")
+        if not await acan_view(user):
+            return
+        snapshot = await database_sync_to_async(states.snapshot)()
+        await self.send_json({"type": "snapshot", **snapshot, "staff": bool(user.is_staff)})
+        for node in snapshot["nodes"]:
+            self.unwatch.append(lifecycle.connection(node["supervisor"]["address"]).watch(self.relay))
+
+    def relay(self, message: dict[str, Any]) -> None:
+        if message.get("op") == "state":
+            payload = {"type": "state", "model": message["model"], "budget": message["budget"]}
+            task = asyncio.ensure_future(self.send_json(payload))
+            _sending.add(task)
+            task.add_done_callback(_sending.discard)
+
+    async def disconnect(self, code: int) -> None:
+        for stop in self.unwatch:
+            stop()
+        await super().disconnect(code)
 
 
 class ChatConsumer(DashboardConsumer):

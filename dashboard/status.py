@@ -8,18 +8,30 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db.models import Prefetch
 
 from gateway import ggufinfo, routing, upstream
-from gateway.models import LLMModel
+from gateway.models import Backend, LLMModel
+
+
+def _backend(backend: Backend) -> dict[str, Any]:
+    if backend.managed:  # no URL to probe: its state is on the page's managed-models table
+        state = getattr(backend, "runtime", None)
+        return {"id": backend.id, "url": f"managed on {backend.node}", "enabled": backend.enabled,
+                "managed": True, "state": state.state if state else "stopped", "gguf": backend.gguf_path}  # fmt: skip
+    return {
+        "id": backend.id,
+        "url": backend.base_url.rstrip("/"),
+        "enabled": backend.enabled,
+        "api_key": backend.api_key,
+    }
 
 
 def _registry() -> list[dict[str, Any]]:
     models = []
-    for model in LLMModel.objects.prefetch_related("backends").order_by("model_id"):
-        backends = [
-            {"id": b.id, "url": b.base_url.rstrip("/"), "enabled": b.enabled, "api_key": b.api_key}
-            for b in model.backends.all()
-        ]
+    backends_with_state = Prefetch("backends", Backend.objects.select_related("runtime"))
+    for model in LLMModel.objects.prefetch_related(backends_with_state).order_by("model_id"):
+        backends = [_backend(b) for b in model.backends.all()]
         models.append({"model_id": model.model_id, "kind": model.kind, "prompt_format": model.prompt_format,
                        "enabled": model.enabled, "backends": backends})  # fmt: skip
     return models
@@ -47,15 +59,25 @@ async def probe(url: str, api_key: str) -> dict[str, Any]:
     }
 
 
+async def _managed(backend: dict[str, Any]) -> None:
+    """A managed backend serves while enabled (it loads on demand); its GGUF is read here for its chat template."""
+    template = await asyncio.to_thread(ggufinfo.file_check, backend.pop("gguf"))
+    backend.update(_unknown(f"managed: {backend.pop('state')}"), up=backend["enabled"])
+    backend.update(chat_template=template.has_template, chat_template_detail=template.detail)
+
+
 async def models_status() -> list[dict[str, Any]]:
     """Every model with its backends, probed concurrently; disabled backends are listed but not probed."""
     models = await sync_to_async(_registry)()
     backends = [b for m in models for b in m["backends"]]
     # Probe each URL once, even when several models share a backend.
-    urls = {(b["url"], b["api_key"]) for b in backends if b["enabled"]}
+    urls = {(b["url"], b["api_key"]) for b in backends if b["enabled"] and not b.get("managed")}
     results = dict(zip(urls, await asyncio.gather(*(probe(url, key) for url, key in urls)), strict=True))
     for backend in backends:
-        key = (backend["url"], backend.pop("api_key"))
-        backend.update(results.get(key) or _unknown("disabled"))
+        if backend.get("managed"):
+            await _managed(backend)
+        else:
+            key = (backend["url"], backend.pop("api_key"))
+            backend.update(results.get(key) or _unknown("disabled"))
         backend["in_flight"] = routing.in_flight(backend["id"])
     return models

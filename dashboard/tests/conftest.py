@@ -19,6 +19,7 @@ from django.contrib.auth.models import Permission, User
 from django.db import connections
 from django.test import Client
 
+from gateway.lifecycle.tests.conftest import small_gguf, supervisor, supervisor_factory, two_models  # noqa: F401
 from tests.live import ROOT
 
 PASSWORD = "correct horse battery staple"

@@ -227,6 +227,27 @@ def test_it_streams_a_chat_stops_it_and_logs_it(site: dict[str, Any], browser: A
     assert page.locator(".message.user").count() == 2
 
 
+def test_staff_load_and_unload_a_managed_model_and_see_its_state_live(
+    site: dict[str, Any], two_models: tuple[str, str], supervisor: Any, browser: Any
+) -> None:
+    page = sign_in(browser, site["url"])
+    page.goto(f"{site['url']}/models/")
+    page.locator("#managed-live", has_text="live").wait_for()
+    row = page.locator("#managed-table tbody tr", has=page.locator("td", has_text="model-a"))
+    row.locator(".status.off", has_text="stopped").wait_for()
+
+    row.locator("button[data-action=load]").click()
+
+    row.locator(".status.busy", has_text="starting").wait_for()  # pushed, not polled
+    row.locator(".status.up", has_text="ready").wait_for(timeout=60000)
+    budget = page.locator("#budgets .card.budget")
+    assert "of 500.0 MB" in budget.locator(".value").inner_text()
+    assert float(budget.locator("meter").get_attribute("value")) > 0
+    screenshot(page, "models-managed")
+    row.locator("button[data-action=unload]").click()
+    row.locator(".status.off", has_text="stopped").wait_for(timeout=30000)
+
+
 def test_it_shows_a_script_in_a_log_entry_as_text(site: dict[str, Any], browser: Any) -> None:
     page = sign_in(browser, site["url"])
     page.goto(f"{site['url']}/logs/")

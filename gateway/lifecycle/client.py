@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 2.0
+KEEP_EVERY = 2.0  # seconds between reconnection attempts for watchers
 Listener = Callable[[dict[str, Any]], None]
 
 
@@ -77,6 +78,7 @@ class SupervisorConnection:
         self.models: dict[int, dict[str, Any]] = {}  # the mirror: backend id → state, as last pushed
         self.budget: dict[str, Any] = {}
         self.listeners: set[Listener] = set()
+        self.keeping: asyncio.Task | None = None
 
     @property
     def connected(self) -> bool:
@@ -163,7 +165,27 @@ class SupervisorConnection:
             assert self.writer is not None
             self.writer.write(protocol.encode(message))
 
+    def watch(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` with every state pushed (and the mirror at once); the connection is kept up, and
+        re-established, for as long as someone watches. Returns the function that stops watching."""
+        self.listeners.add(listener)
+        if self.connected:
+            for model in list(self.models.values()):
+                listener({"op": "state", "model": model, "budget": self.budget})
+        if self.keeping is None or self.keeping.done():
+            self.keeping = asyncio.ensure_future(self._keep())
+        return lambda: self.listeners.discard(listener)
+
+    async def _keep(self) -> None:
+        while self.listeners:
+            if not self.connected:
+                with contextlib.suppress(OSError, TimeoutError, protocol.ProtocolError):
+                    await self.connect()
+            await asyncio.sleep(KEEP_EVERY)
+
     async def close(self) -> None:
+        if self.keeping is not None:
+            self.keeping.cancel()
         if self.reading is not None:
             self.reading.cancel()
             with contextlib.suppress(BaseException):
