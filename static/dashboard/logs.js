@@ -23,7 +23,8 @@
       el("td", { class: "mono" }, `${entry.method || ""} ${entry.endpoint || ""}`.trim()),
       el("td", {}, model),
       el("td", {}, entry.key_name || ""),
-      el("td", { class: "num" }, number(entry.latency_ms, 0)),
+      // A request that waited for its model to load says how long (cold start).
+      el("td", { class: "num" }, entry.cold_start_ms ? `${number(entry.latency_ms, 0)} (cold ${number(entry.cold_start_ms, 0)})` : number(entry.latency_ms, 0)),
       el("td", { class: "num" }, tokens),
       el("td", { class: "num" }, number(entry.tokens_per_second, 1)),
       el("td", { title: entry.user_agent || "" }, entry.client_ip || ""),
