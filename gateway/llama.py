@@ -10,7 +10,6 @@ import importlib
 import os
 import platform
 import re
-import shlex
 import signal
 import socket
 import subprocess
@@ -199,13 +198,3 @@ class LlamaServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-
-
-def configured_servers() -> list[LlamaServer]:
-    """The local chat and embeddings instances, as the settings describe them."""
-    extra = shlex.split(settings.LLAMA_EXTRA_ARGS)
-    common = {"host": settings.LLAMA_HOST, "ctx_size": settings.LLAMA_CTX_SIZE, "extra_args": extra}
-    return [
-        LlamaServer(port=settings.LLAMA_CHAT_PORT, parallel=settings.LLAMA_PARALLEL, **common),
-        LlamaServer(port=settings.LLAMA_EMBED_PORT, embeddings=True, parallel=1, **common),
-    ]

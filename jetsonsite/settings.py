@@ -184,9 +184,8 @@ LOGGING = {
 LLAMA_SERVER_BIN = env.str("LLAMA_SERVER_BIN", default="")
 LLAMA_MODEL_PATH = env.str("LLAMA_MODEL_PATH", default="")
 LLAMA_MODEL_ID = env.str("LLAMA_MODEL_ID", default="gemma-3-270m")
+# Address managed llama-servers listen on (their ports are picked free); 0.0.0.0 lets other nodes' gateways reach them.
 LLAMA_HOST = env.str("LLAMA_HOST", default="127.0.0.1")
-LLAMA_CHAT_PORT = env.int("LLAMA_CHAT_PORT", default=8081)
-LLAMA_EMBED_PORT = env.int("LLAMA_EMBED_PORT", default=8082)
 LLAMA_CTX_SIZE = env.int("LLAMA_CTX_SIZE", default=4096)
 LLAMA_PARALLEL = env.int("LLAMA_PARALLEL", default=2)
 LLAMA_EXTRA_ARGS = env.str("LLAMA_EXTRA_ARGS", default="")

@@ -48,8 +48,10 @@ install -m 644 "$SRC"/systemd/*.service /etc/systemd/system/
 systemctl daemon-reload
 cat <<DONE
 Installed. Next:
-  1. one env file per model in $CONF/llama/ (see example.env), then: systemctl enable --now llama-server@<name>
-  2. systemctl enable --now jetson-gateway jetson-gateway-monitor
-  3. sudo -u jetson-gateway env \$(cat $CONF/gateway.env | xargs) $APP/.venv/bin/python $APP/manage.py createsuperuser
-  4. register each model: ... manage.py addmodel <id> --backend http://127.0.0.1:<port> [--kind …] [--prompt-format …]
+  1. systemctl enable --now jetson-gateway jetson-gateway-supervisor jetson-gateway-monitor
+  2. sudo -u jetson-gateway env \$(cat $CONF/gateway.env | xargs) $APP/.venv/bin/python $APP/manage.py createsuperuser
+  3. register each model, started on demand by the supervisor within the memory budget:
+       ... manage.py addmodel <id> --gguf /path/model.gguf [--mmproj …] [--ctx-size N] [--gpu-layers 99] [--kind …]
+     or one you run yourself (one env file per model in $CONF/llama/, see example.env, then
+     systemctl enable --now llama-server@<name>): ... manage.py addmodel <id> --backend http://127.0.0.1:<port>
 DONE

@@ -1,16 +1,20 @@
-"""Command one's last step: `manage.py runlocal` brings up llama-servers and daphne, and Ctrl-C stops them all."""
+"""Command one's last step: `manage.py runlocal` brings up the model supervisor and daphne, the small models load
+on their first request, and Ctrl-C stops them all."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from gateway.llama import free_port
@@ -20,8 +24,7 @@ from tests.live import ROOT
 @pytest.fixture
 def workdir(tmp_path):  # type: ignore[no-untyped-def]
     env = {**os.environ, "VAR_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
-           "GATEWAY_PORT": str(free_port()), "LLAMA_CHAT_PORT": str(free_port()), "LLAMA_EMBED_PORT": str(free_port()),
-           "LLAMA_CTX_SIZE": "1024"}  # fmt: skip
+           "GATEWAY_PORT": str(free_port()), "SUPERVISOR_PORT": str(free_port()), "LLAMA_CTX_SIZE": "1024"}  # fmt: skip
     env.pop("REDIS_URL", None)  # embedded defaults: in-memory channel layer
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # and the metrics directory in VAR_DIR, not this process's
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300)
@@ -77,6 +80,10 @@ def test_it_serves_the_api_and_the_admin_and_stops_everything_on_ctrl_c(workdir:
         embed = httpx.post(f"{base}/v1/embeddings", headers={"Authorization": f"Bearer {key}"},
                            json={"model": "gemma-3-270m-embed", "input": "hi"}, timeout=60)  # fmt: skip
         assert len(embed.json()["data"][0]["embedding"]) == 640
+        # Both models were loaded on demand by the supervisor, as managed models.
+        with sqlite3.connect(Path(workdir["VAR_DIR"]) / "db.sqlite3") as db:
+            pids = [pid for (pid,) in db.execute("SELECT pid FROM gateway_managedruntime WHERE state = 'ready'")]
+        assert len(pids) == 2
 
         with httpx.Client(base_url=base, follow_redirects=True) as browser:
             login = browser.get("/admin/login/")
@@ -91,7 +98,10 @@ def test_it_serves_the_api_and_the_admin_and_stops_everything_on_ctrl_c(workdir:
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
-    # Nothing it started is left behind: its chat and embeddings ports and the gateway's are free again.
-    for port in (workdir["GATEWAY_PORT"], workdir["LLAMA_CHAT_PORT"], workdir["LLAMA_EMBED_PORT"]):
+    # Nothing it started is left behind: the models' llama-servers are gone, the gateway's and supervisor's ports free.
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    for port in (workdir["GATEWAY_PORT"], workdir["SUPERVISOR_PORT"]):
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)

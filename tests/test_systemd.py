@@ -13,9 +13,10 @@ from django.core.management import get_commands
 UNITS = sorted((Path(__file__).resolve().parent.parent / "systemd").glob("*.service"))
 
 
-def test_there_are_units_for_the_gateway_the_sampler_and_llama_server() -> None:
+def test_there_are_units_for_the_gateway_the_supervisor_the_sampler_and_llama_server() -> None:
     assert {u.name for u in UNITS} >= {
         "jetson-gateway.service",
+        "jetson-gateway-supervisor.service",
         "jetson-gateway-monitor.service",
         "llama-server@.service",
     }

@@ -1,4 +1,5 @@
-"""Run everything on one machine: the local llama-servers, then daphne; Ctrl-C stops all of it."""
+"""Run everything on one machine: the model supervisor (which loads the small models on demand), then daphne;
+Ctrl-C stops all of it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from typing import Any
 
 from django.conf import settings
@@ -14,8 +16,11 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from gateway import ggufinfo, llama
-from gateway.models import APIKey, ModelKind
+from gateway.models import APIKey, ModelKind, Supervisor
 from gateway.registry import register_model
+from monitor.sampler import node_name
+
+SUPERVISOR_START_TIMEOUT = 60.0
 
 
 def _interrupt(*_: object) -> None:
@@ -23,7 +28,7 @@ def _interrupt(*_: object) -> None:
 
 
 class Command(BaseCommand):
-    help = "Start the local llama-server(s) and the gateway (daphne) in the foreground."
+    help = "Start the model supervisor and the gateway (daphne) in the foreground; models load on first request."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=settings.GATEWAY_HOST)
@@ -31,38 +36,57 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.ensure_admin()
-        servers = llama.configured_servers()
-        chat, embed = servers
-        register_model(settings.LLAMA_MODEL_ID, [chat.url], kind=ModelKind.CHAT)
-        register_model(f"{settings.LLAMA_MODEL_ID}-embed", [embed.url], kind=ModelKind.EMBEDDING)
+        try:
+            self.register_small_models()
+        except llama.LlamaError as exc:
+            raise CommandError(str(exc)) from exc
         self.ensure_api_key()
         call_command("clearmetrics", stdout=self.stdout)
 
         # SIGTERM (systemd, kill) takes the same clean path as Ctrl-C.
         signal.signal(signal.SIGTERM, _interrupt)
-        started: list[llama.LlamaServer] = []
-        daphne = None
+        supervisor = daphne = None
         try:
-            for server in servers:
-                role = "embeddings" if server.embeddings else "chat"
-                self.stdout.write(f"starting llama-server on {server.url} ({role})…")
-                started.append(server.start(log_file=settings.VAR_DIR / f"llama-{server.port}.log"))
+            supervisor = self.start_supervisor()
             self.note_chat_template()
             url = f"http://{options['host']}:{options['port']}"
             self.stdout.write(self.style.SUCCESS(f"gateway on {url} (admin: {url}/admin/); Ctrl-C stops everything"))
+            self.stdout.write("models load on their first request (see /models/ in the dashboard) and unload when idle")
             daphne_args = ["-b", options["host"], "-p", str(options["port"]), "jetsonsite.asgi:application"]
             daphne = subprocess.Popen([sys.executable, "-m", "daphne", *daphne_args])
             daphne.wait()
         except KeyboardInterrupt:
             self.stdout.write("stopping…")
-        except llama.LlamaError as exc:
-            raise CommandError(str(exc)) from exc
         finally:
-            if daphne and daphne.poll() is None:
-                daphne.terminate()
-                daphne.wait(timeout=15)
-            for server in started:
-                server.stop()
+            # daphne first (no new requests), then the supervisor, which stops every model it started.
+            for process in (daphne, supervisor):
+                if process and process.poll() is None:
+                    process.terminate()
+                    process.wait(timeout=settings.MODEL_STOP_GRACE + 15)
+
+    def register_small_models(self) -> None:
+        """The bundled small model as two managed models, chat and embeddings, loaded on demand."""
+        gguf = str(llama.model_path())
+        common = {"gguf_path": gguf, "ctx_size": settings.LLAMA_CTX_SIZE}
+        register_model(
+            settings.LLAMA_MODEL_ID, [], kind=ModelKind.CHAT,
+            managed={**common, "parallel": settings.LLAMA_PARALLEL, "llama_args": settings.LLAMA_EXTRA_ARGS},
+        )  # fmt: skip
+        register_model(
+            f"{settings.LLAMA_MODEL_ID}-embed", [], kind=ModelKind.EMBEDDING,
+            managed={**common, "parallel": 1, "llama_args": f"--pooling mean {settings.LLAMA_EXTRA_ARGS}".strip()},
+        )  # fmt: skip
+
+    def start_supervisor(self) -> subprocess.Popen[bytes]:
+        """`manage.py supervise`, once it has recorded where it listens (the gateway finds it there)."""
+        process = subprocess.Popen([sys.executable, "manage.py", "supervise"], cwd=settings.BASE_DIR)
+        deadline = time.monotonic() + SUPERVISOR_START_TIMEOUT
+        while not Supervisor.objects.filter(node=node_name(), pid=process.pid).exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.terminate()
+                raise CommandError(f"the model supervisor did not start (exit code {process.poll()}): see above")
+            time.sleep(0.1)
+        return process
 
     def note_chat_template(self) -> None:
         """Say so when the chat model's GGUF has no chat template: a new user would meet echoed <|im_end|> markers."""
@@ -71,7 +95,7 @@ class Command(BaseCommand):
             if ggufinfo.has_chat_template(path):
                 return
         except (OSError, ggufinfo.NotGGUF):
-            return  # llama-server has just loaded it; nothing useful to add if this process cannot read it
+            return  # unreadable here: the supervisor will say so when it loads it
         self.stdout.write(
             self.style.WARNING(
                 f"note: {path.name} has no chat template of its own (a base model): llama-server falls back to "
