@@ -629,12 +629,14 @@ class NodeSupervisor:
             self._fail(model, None, f"cannot start llama-server for `{config.model_id}`: {exc}")
             model.exited.set()
             return
+        spawned = time.monotonic()
         model.process, model.pid = process, process.pid
         self._save(model)
         exit_code = asyncio.ensure_future(process.wait())
         ready = await self._wait_ready(model, exit_code, started + settings.MODEL_LOAD_TIMEOUT)
         if ready and model.state == ModelState.STARTING:
-            model.load_seconds = round(time.monotonic() - started, 3)
+            # llama-server's own load, from exec to /health 200: what a request waits beyond it is the gateway's.
+            model.load_seconds = round(time.monotonic() - spawned, 3)
             self._set_state(model, ModelState.READY)
             self._grant_waiters(model)
             await self._measure(model)
