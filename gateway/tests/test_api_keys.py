@@ -40,6 +40,13 @@ def test_createapikey_restricts_models() -> None:
 
 
 @pytest.mark.django_db
+def test_createapikey_grants_the_scopes_asked_for() -> None:
+    create_key("operator", "--scope-models", "--scope-logs")
+    key = APIKey.objects.get()
+    assert (key.scope_models, key.scope_logs, key.scope_monitoring) == (True, True, False)
+
+
+@pytest.mark.django_db
 def test_createapikey_refuses_unknown_models() -> None:
     from django.core.management.base import CommandError
 

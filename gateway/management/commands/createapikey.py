@@ -22,6 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--concurrent", type=int, help="requests in flight at once")
         parser.add_argument("--scope-logs", action="store_true", help="may read request logs and usage")
         parser.add_argument("--scope-monitoring", action="store_true", help="may read system metrics")
+        parser.add_argument("--scope-models", action="store_true", help="may see managed models and load/unload them")
 
     def handle(self, *args: Any, **options: Any) -> None:
         model_ids = [m.strip() for m in options["models"].split(",") if m.strip()]
@@ -42,6 +43,7 @@ class Command(BaseCommand):
             max_concurrent=options["concurrent"],
             scope_logs=options["scope_logs"],
             scope_monitoring=options["scope_monitoring"],
+            scope_models=options["scope_models"],
         )
         key.allowed_models.set(models)
         self.stdout.write(f"created API key {key.name!r} (prefix {key.prefix}); it is shown only once:")
