@@ -171,6 +171,15 @@ OPERATIONS: tuple[Operation, ...] = (
               description=f"`since` must be before `until`, at most {USAGE_LIMITS} apart (400 otherwise)."),
     Operation("get", "/api/activity-logs", "The newest rows in the original service's field names (logs scope)",
               (200, 400, 401, 403), parameters=logviews.ActivityLogs.parameters),
+    Operation("get", "/api/models/running", "Managed models' states and each node's memory budget (models scope)",
+              (200, 401, 403)),
+    *(Operation("post", f"/api/models/{{model_id}}/{operation}", summary, (200, 400, 401, 403, 404, 409, 503),
+                description=f"A key with the models scope or a staff session. {detail}")
+      for operation, summary, detail in (
+          ("load", "Load a managed model (waits until it is ready)", "`?wait=false` returns once it is starting."),
+          ("unload", "Stop a managed model", "409 while it serves requests: it is never cut off."),
+          ("restart", "Restart a managed model with its current flags", "409 while it serves requests."),
+      )),
 )  # fmt: skip
 
 STATUS_TEXT = {
@@ -179,6 +188,7 @@ STATUS_TEXT = {
     401: "Missing, unknown, revoked or expired API key",
     403: "The key may not use this model, or lacks the scope",
     404: "No such model (or node, or samples yet)",
+    409: "The managed model is serving requests",
     413: "Request body larger than MAX_REQUEST_BYTES",
     429: "Over one of the key's limits",
     502: "The backend failed or closed the stream",

@@ -42,9 +42,10 @@ async def _refusal(request: HttpRequest, write: bool) -> errors.APIError | None:
     return None
 
 
+@csrf_exempt  # reads only: other methods get 405 before anything else
 async def running(request: HttpRequest) -> JsonResponse:
-    if request.method != "GET":
-        return errors.APIError(405, "Use GET.", code="method_not_allowed").response()
+    if request.method not in ("GET", "HEAD"):
+        return errors.method_not_allowed(request.method or "", ("GET", "HEAD")).response()
     try:
         refused = await _refusal(request, write=False)
     except errors.APIError as exc:
@@ -73,11 +74,11 @@ async def operate(request: HttpRequest, model_id: str, operation: str) -> JsonRe
     """Load (waits until ready unless ?wait=false), unload (409 while requests are in flight), restart."""
     try:
         if request.method != "POST":
-            raise errors.APIError(405, "Use POST.", code="method_not_allowed")
-        if operation not in OPERATIONS:
-            raise errors.not_found(f"Unknown operation {operation!r}: use {', '.join(OPERATIONS)}.", param=None)
+            raise errors.method_not_allowed(request.method or "", ("POST",))
         if (refused := await _refusal(request, write=True)) is not None:
             raise refused
+        if operation not in OPERATIONS:
+            raise errors.not_found(f"Unknown operation {operation!r}: use {', '.join(OPERATIONS)}.", param=None)
         backend, address = await db_sync(_target)(model_id, request.GET.get("node", ""))
         if not address:
             raise client.unavailable(backend.node, "(no address)", "no supervisor has started on this node")

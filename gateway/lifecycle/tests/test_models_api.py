@@ -112,7 +112,10 @@ def test_unloading_a_busy_model_is_refused_with_409(
     assert supervisor.state("model-a")["state"] == "ready"
 
 
-def test_an_unknown_model_or_operation_is_404(live_gateway: str, models_key: str, two_models: object) -> None:
+def test_an_unknown_model_or_operation_is_404_and_a_wrong_method_405(
+    live_gateway: str, models_key: str, two_models: object
+) -> None:
     assert api(live_gateway, models_key, "POST", "/api/models/nope/load").status_code == 404
     assert api(live_gateway, models_key, "POST", "/api/models/model-a/explode").status_code == 404
-    assert api(live_gateway, models_key, "GET", "/api/models/model-a/load").status_code == 405
+    wrong_method = api(live_gateway, models_key, "GET", "/api/models/model-a/load")
+    assert (wrong_method.status_code, wrong_method.headers["Allow"]) == (405, "POST")
