@@ -1,4 +1,5 @@
-"""Whether a model's GGUF carries its own chat template: read from the file's header, or asked of a backend.
+"""A model's GGUF header, read without loading the model: whether it carries its own chat template (read from the
+file, or asked of a backend), and its metadata and tensor sizes (gateway.lifecycle.estimate's memory estimate).
 
 Without `tokenizer.chat_template` (a base model, such as the bundled Gemma 3 270M) llama-server falls back to
 ChatML for /v1/chat/completions, and the model answers with echoed `<|im_end|>` markers. The gateway says so where a
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import math
 import mmap
 import struct
 import time
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from gguf import GGUF_MAGIC, GGUFValueType, Keys
+from gguf import GGML_QUANT_SIZES, GGUF_MAGIC, GGMLQuantizationType, GGUFValueType, Keys
 
 from gateway import upstream
 
@@ -29,6 +31,10 @@ SUPPORTED_VERSIONS = (2, 3)
 _SIZES = {GGUFValueType.UINT8: 1, GGUFValueType.INT8: 1, GGUFValueType.BOOL: 1, GGUFValueType.UINT16: 2,
           GGUFValueType.INT16: 2, GGUFValueType.UINT32: 4, GGUFValueType.INT32: 4, GGUFValueType.FLOAT32: 4,
           GGUFValueType.UINT64: 8, GGUFValueType.INT64: 8, GGUFValueType.FLOAT64: 8}  # fmt: skip
+_FORMATS = {GGUFValueType.UINT8: "B", GGUFValueType.INT8: "b", GGUFValueType.BOOL: "?", GGUFValueType.UINT16: "H",
+            GGUFValueType.INT16: "h", GGUFValueType.UINT32: "I", GGUFValueType.INT32: "i", GGUFValueType.FLOAT32: "f",
+            GGUFValueType.UINT64: "Q", GGUFValueType.INT64: "q", GGUFValueType.FLOAT64: "d"}  # fmt: skip
+LONG_ARRAY = 4096  # items beyond which an array (the vocabulary, its scores) is skipped, only its length kept
 
 
 class NotGGUF(ValueError):
@@ -85,6 +91,48 @@ class _Header:
         if self.offset > len(self.data):
             raise NotGGUF("metadata runs past the end of the file")
 
+    def value(self, kind: int) -> object:
+        """The value at the cursor; an array longer than LONG_ARRAY is skipped and given as Skipped(length)."""
+        if kind in _FORMATS:
+            value = struct.unpack_from(self.order + _FORMATS[GGUFValueType(kind)], self.data, self.offset)[0]
+            self.offset += _SIZES[GGUFValueType(kind)]
+            return value
+        if kind == GGUFValueType.STRING:
+            return self.string()
+        if kind == GGUFValueType.ARRAY:
+            item = self.u32.unpack_from(self.data, self.offset)[0]
+            count = self.u64.unpack_from(self.data, self.offset + 4)[0]
+            if count > LONG_ARRAY:
+                self.skip(kind)
+                return Skipped(count)
+            self.offset += 12
+            return [self.value(item) for _ in range(count)]
+        raise NotGGUF(f"unknown value type {kind}")
+
+    def metadata(self) -> dict[str, object]:
+        """Every key and its value (long arrays as Skipped); the cursor ends at the tensor infos."""
+        found = {}
+        for _ in range(self.kv_count):
+            name = self.string()
+            kind = self.u32.unpack_from(self.data, self.offset)[0]
+            self.offset += 4
+            found[name] = self.value(kind)
+        return found
+
+    def tensor_bytes(self, tensor_count: int) -> int:
+        """The size of every tensor, from the tensor infos that follow the metadata (their data is never read)."""
+        total = 0
+        for _ in range(tensor_count):
+            self.string()  # the name
+            dims = self.u32.unpack_from(self.data, self.offset)[0]
+            shape = struct.unpack_from(f"{self.order}{dims}Q", self.data, self.offset + 4)
+            self.offset += 4 + 8 * dims
+            kind = self.u32.unpack_from(self.data, self.offset)[0]
+            self.offset += 12  # the type, then the data's offset
+            block, size = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
+            total += math.prod(shape) * size // block
+        return total
+
     def find(self, key: str) -> str | None:
         """The string value of `key`, or None when the metadata has no such key."""
         for _ in range(self.kv_count):
@@ -95,6 +143,36 @@ class _Header:
                 return self.string()
             self.skip(kind)
         return None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A long array of the metadata (the vocabulary, …), not read: its length."""
+
+    length: int
+
+
+@functools.lru_cache(maxsize=32)
+def _header(path: Path, _size: int, _mtime_ns: int) -> tuple[dict[str, object], int]:
+    if not _size:
+        raise NotGGUF("empty file")
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        try:
+            reader = _Header(data)
+            tensor_count = reader.u64.unpack_from(data, 8)[0]
+            return reader.metadata(), reader.tensor_bytes(tensor_count)
+        except (struct.error, ValueError) as exc:  # cut short, or a tensor type gguf does not know
+            raise NotGGUF(f"header unreadable: {exc}") from exc
+
+
+def header(path: Path | str) -> tuple[dict[str, object], int]:
+    """(every metadata key and value, the bytes of all tensors) of a GGUF, from its header alone.
+
+    Raises OSError when the file cannot be read and NotGGUF when it is not a GGUF.
+    """
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _header(path, stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=32)

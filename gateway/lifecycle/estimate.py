@@ -8,13 +8,13 @@ margin (the graph's largest intermediate tensors for one micro-batch, the output
 from __future__ import annotations
 
 import shlex
-import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader, GGUFValueType
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+from gateway import ggufinfo
 
 MIB = 1024 * 1024
 PROCESS_OVERHEAD = 64 * MIB  # the binary, the tokenizer, allocator slack: what a 270M model's RSS shows beyond buffers
@@ -23,33 +23,10 @@ SWA_PADDING = 256  # llama.cpp pads the sliding-window cache to 256 cells
 # Architectures whose sliding-window layout llama.cpp hard-codes (every n-th layer sees the whole context) when the
 # GGUF does not carry `<arch>.attention.sliding_window_pattern`.
 SWA_PERIODS = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4, "gpt-oss": 2, "exaone4": 4, "llama4": 4}
-SMALL_ARRAY = 4096  # arrays longer than this (the vocabulary) are skipped, not parsed
 
 
 class EstimateError(Exception):
     pass
-
-
-class _HeaderReader(GGUFReader):
-    """gguf's reader, minus the per-element parsing of long arrays: a 262k-token vocabulary costs seconds in
-    GGUFReader and is not needed for an estimate. Their `contents()` are empty."""
-
-    def _get_field_parts(self, orig_offs: int, raw_type: int) -> tuple[int, list, list[int], list[GGUFValueType]]:
-        if GGUFValueType(raw_type) != GGUFValueType.ARRAY:
-            return super()._get_field_parts(orig_offs, raw_type)
-        raw_itype = self._get(orig_offs, np.uint32)
-        length = self._get(orig_offs + 4, np.uint64)
-        if int(length[0]) <= SMALL_ARRAY:
-            return super()._get_field_parts(orig_offs, raw_type)
-        itype = GGUFValueType(raw_itype[0])
-        offs = orig_offs + 12
-        if itype == GGUFValueType.STRING:
-            data = memoryview(self.data)  # type: ignore[arg-type]
-            for _ in range(int(length[0])):
-                offs += 8 + struct.unpack_from("<Q", data, offs)[0]
-        else:
-            offs += int(length[0]) * np.dtype(self.gguf_scalar_to_np[itype]).itemsize
-        return offs - orig_offs, [raw_itype, length], [], [GGUFValueType.ARRAY, itype]
 
 
 @dataclass(frozen=True)
@@ -66,22 +43,14 @@ class Header:
 
 
 def read_header(path: str | Path) -> Header:
+    """The GGUF's hyperparameters and tensor sizes, from its header alone (gateway.ggufinfo)."""
     try:
-        reader = _HeaderReader(path)
-    except (OSError, ValueError, KeyError) as exc:
+        fields, tensor_bytes = ggufinfo.header(path)
+    except (OSError, ggufinfo.NotGGUF) as exc:
         raise EstimateError(f"cannot read the GGUF header of {path}: {exc}") from exc
-    fields: dict[str, Any] = {}
-    for name, field in reader.fields.items():
-        if field.data or not field.types or field.types[0] != GGUFValueType.ARRAY:
-            try:
-                fields[name] = field.contents()
-            except (ValueError, IndexError, UnicodeDecodeError):
-                continue
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-    # A skipped array keeps its length as its last part.
-    vocab = (len(tokens.data) or int(tokens.parts[-1][0])) if tokens is not None else 0
-    architecture = str(fields.get("general.architecture", ""))
-    return Header(architecture, fields, sum(int(tensor.n_bytes) for tensor in reader.tensors), vocab)
+    tokens = fields.get("tokenizer.ggml.tokens")
+    vocab = tokens.length if isinstance(tokens, ggufinfo.Skipped) else len(tokens) if isinstance(tokens, list) else 0
+    return Header(str(fields.get("general.architecture", "")), fields, tensor_bytes, vocab)
 
 
 @dataclass(frozen=True)
