@@ -258,6 +258,7 @@ class RequestLog(models.Model):
     backend = models.CharField(max_length=300, blank=True)
     status = models.PositiveSmallIntegerField()
     error_type = models.CharField(max_length=100, blank=True)
+    error_code = models.CharField(max_length=100, blank=True, help_text="The error's code, e.g. device_overheated.")
     error_message = models.TextField(blank=True)
     stream = models.BooleanField(default=False)
     latency_ms = models.FloatField(null=True, blank=True)
@@ -268,6 +269,14 @@ class RequestLog(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_second = models.FloatField(null=True, blank=True)
+    # Filled in by the sampler of the backend's node once the request has ended (monitor.energy); empty where the
+    # node has no power sensor or the backend is not one its supervisor runs.
+    energy_mj = models.FloatField(
+        "energy (mJ)", null=True, blank=True, help_text="The node's energy over the request, shared with the others."
+    )
+    energy_net_mj = models.FloatField(
+        "net energy (mJ)", null=True, blank=True, help_text="energy_mj less the node's idle power over the request."
+    )
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
     client_gone = models.BooleanField(default=False, help_text="The client went away before the answer ended.")
@@ -325,6 +334,8 @@ class UsageBucket(models.Model):
     completion_tokens = models.BigIntegerField(default=0)
     avg_latency_ms = models.FloatField(null=True)
     p95_latency_ms = models.FloatField(null=True)
+    energy_mj = models.FloatField(default=0, help_text="Energy of the requests measured.")
+    energy_tokens = models.BigIntegerField(default=0, help_text="Completion tokens of the requests with an energy.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["group", "by", "start", "who"], name="unique_usage_bucket")]

@@ -34,6 +34,10 @@ class Node(models.Model):
     power_mode = models.CharField(max_length=100, blank=True)
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(null=True, blank=True)
+    # Admission by heat and power (monitor.admission), as the node's sampler last decided it.
+    admission_state = models.CharField(max_length=10, default="normal")
+    admission_reason = models.CharField(max_length=300, blank=True)
+    admission_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

@@ -45,6 +45,7 @@ class RequestRecord:
     backend: str = ""
     status: int = 0
     error_type: str = ""
+    error_code: str = ""
     error_message: str = ""
     stream: bool = False
     latency_ms: float | None = None
@@ -84,7 +85,7 @@ class RequestRecord:
         try:
             result = await work
         except APIError as exc:
-            self.error_type, self.error_message = exc.type, exc.message
+            self.error_type, self.error_code, self.error_message = exc.type, exc.code or "", exc.message
             self._submit(exc.status)
             raise
         except asyncio.CancelledError:
@@ -107,6 +108,7 @@ class RequestRecord:
                 if chunk and "error" in chunk:
                     error = chunk["error"]
                     self.error_type = str(error.get("type") or "server_error")
+                    self.error_code = str(error.get("code") or "")
                     self.error_message = str(error.get("message") or "")
                 yield chunk
         except (asyncio.CancelledError, GeneratorExit):
