@@ -67,6 +67,12 @@ TOKENS_PER_SECOND = Histogram(
     buckets=(1, 2, 5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500),
     registry=None,
 )
+ENERGY = Counter(
+    "jetson_gateway_energy_joules_total",
+    "Energy of generation requests, the node's board power shared among the requests in flight (gross).",
+    ("model",),
+    registry=None,
+)
 _LOCK_FILE = "gateway.lock"  # not *.db: the collector reads only those
 _claim: IO[bytes] | None = None
 
@@ -103,6 +109,14 @@ def observe(record: RequestRecord) -> None:
     except Exception:
         # A request never fails because of its metrics (a full disk under the directory, say).
         logger.exception("Could not update the request metrics")
+
+
+def count_energy(model: str, joules: float) -> None:
+    """Count one request's energy; called by the node's sampler when it writes the energy into the request's row."""
+    try:
+        _series(ENERGY, model).inc(joules)
+    except Exception:
+        logger.exception("Could not update the energy metric")
 
 
 def add_to(registry: CollectorRegistry) -> None:

@@ -266,6 +266,20 @@ ENERGY_SAMPLE_HZ = env.float("ENERGY_SAMPLE_HZ", default=10.0)
 if not 10 <= ENERGY_SAMPLE_HZ <= 1000:
     raise ImproperlyConfigured("ENERGY_SAMPLE_HZ must be between 10 and 1000 readings per second")
 
+# --- Admission by heat and power (monitor.admission) ---
+# The hottest readable thermal zone's limits (°C): soft queues generation requests one at a time per model, hard
+# refuses them with 503. Empty = derived from the board's own trip points (see the README).
+ADMISSION_TEMP_SOFT_C = env.float("ADMISSION_TEMP_SOFT_C", default=None)
+ADMISSION_TEMP_HARD_C = env.float("ADMISSION_TEMP_HARD_C", default=None)
+# How far (°C) a zone must cool below a limit to leave it.
+ADMISSION_RECOVER_C = env.float("ADMISSION_RECOVER_C", default=5.0)
+# The board's total power (W) over which, for 3 consecutive readings, generation requests are refused. Empty = none.
+ADMISSION_POWER_LIMIT_W = env.float("ADMISSION_POWER_LIMIT_W", default=None)
+# Seconds between the sampler's looks at the thermal zones.
+ADMISSION_INTERVAL = env.float("ADMISSION_INTERVAL", default=1.0)
+if ADMISSION_RECOVER_C < 0 or ADMISSION_INTERVAL <= 0:
+    raise ImproperlyConfigured("ADMISSION_RECOVER_C must not be negative and ADMISSION_INTERVAL must be positive")
+
 # --- Request logs ---
 # Record API requests in the database (off only to measure what logging costs).
 LOG_ENABLED = env.bool("LOG_ENABLED", default=True)

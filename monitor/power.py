@@ -15,6 +15,7 @@ import math
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -154,6 +155,7 @@ class PowerSampler:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.on_reading: Callable[[float], None] | None = None  # told each reading's power (mW), in the thread
 
     @classmethod
     def for_this_machine(cls) -> PowerSampler:
@@ -250,6 +252,9 @@ class PowerSampler:
         with self._lock:
             self._add(reading, wall)
             self.ticks += 1
+            mw = self._points[-1].mw
+        if self.on_reading is not None:
+            self.on_reading(mw)
         return True
 
     def start(self) -> None:

@@ -105,6 +105,7 @@ class SupervisorConnection:
             self.reader, self.writer, self.node = reader, writer, str(welcome.get("node", ""))
             self._mirror(welcome.get("models") or [], welcome.get("budget") or {})
             self.reading = asyncio.ensure_future(self._read(reader))
+            self._notify({"op": "connected", "node": self.node})
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -115,6 +116,8 @@ class SupervisorConnection:
                         future.set_result(message)
                 elif message.get("op") == "state":
                     self._mirror([message["model"]], message.get("budget") or {})
+                else:
+                    self._notify(message)  # what a subscriber asked to be told (the sampler: requests in flight)
         except (ConnectionError, protocol.ProtocolError) as exc:
             logger.warning("supervisor %s: %s", self.address, exc)
         finally:

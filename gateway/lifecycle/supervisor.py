@@ -59,6 +59,34 @@ class Refusal(Exception):
         self.reply = protocol.refusal(status, code, message, retry_after)
 
 
+NORMAL, SOFT, HARD = "normal", "soft", "hard"
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The device's admission state as its sampler decided it (monitor.admission): soft queues generation requests
+    one at a time per model, hard refuses them; embeddings are never held back."""
+
+    state: str = NORMAL
+    code: str = ""  # device_overheated or power_limit
+    reason: str = ""
+    retry_after: float = 10.0
+
+    @classmethod
+    def of(cls, message: dict[str, Any]) -> Admission:
+        state = message.get("state")
+        return cls(
+            state if state in (NORMAL, SOFT, HARD) else NORMAL,
+            str(message.get("code") or ""),
+            str(message.get("reason") or ""),
+            float(message.get("retry_after") or 10.0),
+        )
+
+    def refusal(self) -> Refusal:
+        return Refusal(503, self.code or "device_overheated", f"The device is shedding load: {self.reason}",
+                       self.retry_after)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Config:
     """A managed backend as its supervisor runs it."""
@@ -138,6 +166,7 @@ class Model:
     measured: int | None = None
     measured_for: str = ""
     in_flight: dict[str, Connection] = field(default_factory=dict)
+    lease_started: dict[str, float] = field(default_factory=dict)  # monotonic time of each grant
     waiters: OrderedDict[str, Waiter] = field(default_factory=OrderedDict)
     last_used: datetime | None = None
     unload_at: datetime | None = None
@@ -205,6 +234,7 @@ class Connection:
         self.leases: dict[str, Model] = {}
         self.waiting: dict[str, Model] = {}
         self.tasks: set[asyncio.Task] = set()
+        self.energy = False  # the node's sampler: told every change of the requests in flight and every lease's end
 
     def send(self, message: dict[str, Any]) -> None:
         if not self.writer.is_closing():
@@ -227,6 +257,7 @@ class NodeSupervisor:
         self.reschedule = False
         self.background: set[asyncio.Task] = set()
         self.stopping = False
+        self.admission = Admission()
 
     # --- life of the supervisor ---
 
@@ -384,7 +415,10 @@ class NodeSupervisor:
         model = await self.model(backend_id)
         if model is None:
             raise Refusal(503, "model_not_managed", f"backend {backend_id} is not a managed model of node {self.node}")
-        if model.state == ModelState.READY:
+        if self._shed(model):
+            raise self.admission.refusal()
+        ready_on_arrival = model.state == ModelState.READY
+        if ready_on_arrival and self._admits(model):
             self._grant(model, conn, lease)
             return {"ok": True, "port": model.port, "waited_ms": 0.0, "cold": False}
         now = time.monotonic()
@@ -407,10 +441,12 @@ class NodeSupervisor:
             await asyncio.wait_for(asyncio.shield(waiter.future), settings.MODEL_LOAD_TIMEOUT)
         except TimeoutError:
             if lease not in conn.leases:  # not granted in the same instant
+                waited_for = "a turn on the hot device" if ready_on_arrival else "the model to load"
                 raise Refusal(
                     503,
                     "model_load_timeout",
-                    f"`{model.config.model_id}` was not ready within MODEL_LOAD_TIMEOUT ({settings.MODEL_LOAD_TIMEOUT:g} s)",
+                    f"`{model.config.model_id}`: waited MODEL_LOAD_TIMEOUT ({settings.MODEL_LOAD_TIMEOUT:g} s) for "
+                    f"{waited_for}",
                     model.retry_after(),
                 ) from None
         finally:
@@ -419,7 +455,7 @@ class NodeSupervisor:
             "ok": True,
             "port": model.port,
             "waited_ms": round((time.monotonic() - waiter.since) * 1000, 1),
-            "cold": True,
+            "cold": not ready_on_arrival,  # it waited for a load, not only for its turn under a hot device
         }
 
     def _leave_queue(self, model: Model, lease: str) -> None:
@@ -430,7 +466,9 @@ class NodeSupervisor:
 
     def _grant(self, model: Model, conn: Connection, lease: str) -> None:
         model.in_flight[lease] = conn
+        model.lease_started[lease] = time.monotonic()
         conn.leases[lease] = model
+        self._tell_energy(model)
         model.last_used = timezone.now()
         if model.idle_timer is not None:
             model.idle_timer.cancel()
@@ -442,10 +480,14 @@ class NodeSupervisor:
         model = conn.leases.pop(lease, None)
         if model is not None:
             model.in_flight.pop(lease, None)
+            started = model.lease_started.pop(lease, None)
+            self._tell_energy(model, lease, started)
             model.last_used = timezone.now()
             self._touch(model)
             if not model.in_flight:
                 self._idle(model)
+            if model.waiters and model.state == ModelState.READY:
+                self._grant_waiters(model)  # under a soft admission limit, the next one's turn
             return
         model = conn.waiting.pop(lease, None)
         if model is not None:
@@ -470,6 +512,45 @@ class NodeSupervisor:
         model.idle_timer, model.unload_at = None, None
         if model.state == ModelState.READY and not model.in_flight and not model.waiters:
             self._spawn(self._stop_process(model, f"idle for {model.config.idle_ttl:g} s"))
+
+    # --- energy and admission (the node's sampler tells the device's state and is told the requests) ---
+
+    def generating(self) -> int:
+        """Generation requests in flight on the node (embeddings are not shares of the board's energy)."""
+        return sum(len(m.in_flight) for m in self.models.values() if not m.config.embeddings)
+
+    def _tell_energy(self, model: Model, ended: str | None = None, started: float | None = None) -> None:
+        if model.config.embeddings:
+            return
+        now = time.monotonic()
+        messages = [{"op": "in_flight", "n": self.generating(), "at": now}]
+        if ended is not None and started is not None:
+            messages.append({"op": "lease_ended", "lease": ended, "model": model.config.model_id, "start": started,
+                             "end": now})  # fmt: skip
+        for conn in self.connections:
+            if conn.energy:
+                for message in messages:
+                    conn.send(message)
+
+    def _shed(self, model: Model) -> bool:
+        return self.admission.state == HARD and not model.config.embeddings
+
+    def _admits(self, model: Model) -> bool:
+        """Whether a request may start now: under a soft limit, one generation at a time per model."""
+        return self.admission.state != SOFT or model.config.embeddings or not model.in_flight
+
+    def set_admission(self, admission: Admission) -> None:
+        if admission == self.admission:
+            return
+        logger.info("supervisor: admission %s (%s)", admission.state, admission.reason or "within limits")
+        self.admission = admission
+        for model in self.models.values():
+            if not model.waiters:
+                continue
+            if self._shed(model):
+                self._refuse_waiters(model, admission.refusal())
+            elif model.state == ModelState.READY:
+                self._grant_waiters(model)
 
     # --- what operators ask ---
 
@@ -676,6 +757,8 @@ class NodeSupervisor:
     def _grant_waiters(self, model: Model) -> None:
         for lease, waiter in list(model.waiters.items()):
             if not waiter.future.done():
+                if not self._admits(model):
+                    break  # a hot device: one at a time, the others keep their place in the queue
                 self._grant(model, waiter.conn, lease)
                 waiter.conn.waiting.pop(lease, None)
                 waiter.future.set_result(None)
@@ -890,6 +973,13 @@ class NodeSupervisor:
         op = message.get("op")
         if op == "release":
             self.release(conn, str(message.get("lease")))
+            return
+        if op == "subscribe_energy":
+            conn.energy = True
+            conn.send({"op": "in_flight", "n": self.generating(), "at": time.monotonic()})
+            return
+        if op == "admission":
+            self.set_admission(Admission.of(message))
             return
         backend = message.get("backend")
         operations: dict[str, Callable[[], Any]] = {

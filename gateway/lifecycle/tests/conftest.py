@@ -21,7 +21,9 @@ from gateway.llama import model_path
 from gateway.models import Supervisor
 from gateway.registry import register_model
 from gateway.tests.conftest import api_key  # noqa: F401 (a fixture)
+from monitor.models import Node
 from monitor.sampler import node_name
+from monitor.tests.jetson_tree import orin_nano_chip, orin_nano_jetpack6, set_rail, write
 from tests.live import ARTIFACTS, ROOT, database_url, stop_process
 
 MIB = 1024 * 1024
@@ -129,3 +131,61 @@ def two_models(transactional_db: None, small_gguf: str) -> tuple[str, str]:
     need = estimate.estimate(small_gguf, estimate.Options(SMALL["ctx_size"], SMALL["parallel"])).total
     assert need < BUDGET_FOR_ONE_MB * MIB < 2 * need, "the budget must fit exactly one of them"
     return "model-a", "model-b"
+
+
+@dataclass
+class RunningSampler:
+    """`manage.py monitor` over a fake Orin Nano tree whose rails and thermal zone the test writes."""
+
+    process: subprocess.Popen[bytes]
+    sys: Path
+
+    def set_power(self, watts: float) -> float:
+        """VDD_IN (the board total) at 5 V drawing what makes `watts`; the wall-clock time it was written."""
+        set_rail(self.sys, orin_nano_chip(self.sys), 1, 5000, watts * 200)
+        return time.time()
+
+    def set_temperature(self, celsius: float) -> None:
+        write(self.sys, "class/thermal/thermal_zone0/temp", f"{round(celsius * 1000)}\n")
+
+    def wait_for_admission(self, state: str, limit: float = 20) -> None:
+        deadline = time.monotonic() + limit
+        while Node.objects.filter(name=node_name(), admission_state=state).first() is None:
+            assert self.process.poll() is None, "the sampler exited: see its log in test-artifacts"
+            assert time.monotonic() < deadline, f"the node never became {state} within {limit} s"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def sampler_factory(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., RunningSampler]]:
+    """Start the node's sampler over a fake tree with settings of the test's choice; stopped (SIGTERM) before the
+    test database is flushed, since it writes energy into log rows."""
+    started: list[RunningSampler] = []
+
+    def start(**settings: object) -> RunningSampler:
+        root = tmp_path / f"sampler-{len(started)}"
+        tree, proc, etc = orin_nano_jetpack6(root)
+        write(tree, "class/thermal/thermal_zone0/type", "cpu-thermal\n")
+        write(tree, "class/thermal/thermal_zone0/temp", "45000\n")
+        env = {"MONITOR_SYS_ROOT": str(tree), "MONITOR_PROC_ROOT": str(proc), "MONITOR_ETC_ROOT": str(etc),
+               "ENERGY_SAMPLE_HZ": "20", "ADMISSION_INTERVAL": "0.2", "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics"),
+               "DATABASE_URL": database_url(), "VAR_DIR": str(root / "var"), "MONITOR_INTERVAL": "0.5",
+               **{name: str(value) for name, value in settings.items()}}  # fmt: skip
+        log = open(ARTIFACTS / f"sampler-{tmp_path.name}-{len(started)}.log", "ab")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "monitor"], cwd=ROOT, env={**os.environ, **env}, stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        sampler = RunningSampler(process, tree)
+        started.append(sampler)
+        deadline = time.monotonic() + 60
+        # Ready once it has taken a sample (the node's row exists) and told its first admission decision.
+        while not Node.objects.filter(name=node_name(), last_seen__isnull=False).exists():
+            assert process.poll() is None, f"the sampler exited: see {log.name}"
+            assert time.monotonic() < deadline, f"the sampler took no sample within 60 s: see {log.name}"
+            time.sleep(0.1)
+        return sampler
+
+    yield start
+    for sampler in started:
+        stop_process(sampler.process)

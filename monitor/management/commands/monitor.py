@@ -8,13 +8,18 @@ import contextlib
 import logging
 import signal
 import time
+from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.utils import timezone
 
+from gateway import metrics
+from monitor.admission import Admission, Decision, Limits
+from monitor.collectors import files
+from monitor.energy import NodeLink
 from monitor.models import prune, roll_up
 from monitor.power import PowerSampler, keep_idle_power, save_idle_power
 from monitor.sampler import Sampler
@@ -22,6 +27,7 @@ from monitor.sampler import Sampler
 log = logging.getLogger(__name__)
 
 ROLLUP_EVERY = 300.0  # seconds; the sampler keeps its own node rolled up and pruned without a cron job
+FIND_SUPERVISOR_EVERY = 5.0  # seconds between looks for the node's supervisor (it may start later, or move)
 
 
 class Command(BaseCommand):
@@ -58,6 +64,7 @@ class Command(BaseCommand):
             self.stdout.write(f"sampling power ({power.source.name}) {power.hz:g} times a second")  # type: ignore[union-attr]
         elif power is not None:
             self.stdout.write("no power sensor: energy is not measured")
+        watching = None if once else asyncio.ensure_future(self.watch_node(sampler))
         try:
             # CPU load and network rates are differences: the first sample needs a reading one interval earlier.
             await asyncio.to_thread(sampler.collect_system)
@@ -74,6 +81,10 @@ class Command(BaseCommand):
                     await sync_to_async(self.maintain)(sampler)
                 await self.sleep(interval - (time.monotonic() - started))
         finally:
+            if watching is not None:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
             if power is not None and power.available:
@@ -82,6 +93,45 @@ class Command(BaseCommand):
             await sampler.aclose()
             await sync_to_async(connections.close_all)()
         self.stdout.write("sampler stopped")
+
+    async def watch_node(self, sampler: Sampler) -> None:
+        """Admission from the thermal zones (and, reading by reading, the power) and the energy of ended requests,
+        through the link to the node's supervisor."""
+        loop = asyncio.get_running_loop()
+        link = NodeLink(sampler.name, sampler.power)
+        admission = Admission(Limits.for_this_machine())
+        sys_root = Path(settings.MONITOR_SYS_ROOT)
+        metrics.claim_directory()  # the energy counter lives beside the gateway processes' counters
+        self.stdout.write(
+            f"admission: soft at {admission.limits.soft_c:g} °C, hard at {admission.limits.hard_c:g} °C "
+            f"({admission.limits.source}); power limit {admission.limits.power_w or 'none'}"
+        )
+
+        def pass_on(decision: Decision | None) -> None:
+            if decision is not None:
+                link.decided(decision)
+
+        if link.power is not None:
+            link.power.on_reading = lambda mw: loop.call_soon_threadsafe(pass_on, admission.observe_power(mw / 1000))
+        next_look = 0.0
+        try:
+            while True:
+                if time.monotonic() >= next_look:
+                    next_look = time.monotonic() + FIND_SUPERVISOR_EVERY
+                    with contextlib.suppress(DatabaseError):
+                        await link.keep_connected()
+                zones = await asyncio.to_thread(files.thermal_zones, sys_root)
+                pass_on(admission.observe_temperatures(zones))
+                await link.store_decision()
+                try:
+                    await link.settle()
+                except DatabaseError:
+                    log.exception("energy not written")
+                await asyncio.sleep(settings.ADMISSION_INTERVAL)
+        finally:
+            if link.power is not None:
+                link.power.on_reading = None
+            await link.close()
 
     async def sleep(self, seconds: float) -> None:
         """Sleep to the next tick, waking at once on SIGTERM."""
