@@ -25,6 +25,7 @@ class JetsonCollector:
         self.nvpmodel = nvpmodel
         self._power_mode: tuple[float, str | None] | None = None
         self._rails: list[rails.Rail] | None = None
+        self._oc_events: dict[str, int] = {}
 
     def collect(self) -> dict:
         result: dict = {}
@@ -41,10 +42,39 @@ class JetsonCollector:
         fans = self.fans()
         if fans:
             result["fans"] = fans
+        throttle = self.throttle(gpu)
+        if throttle:
+            result["throttle"] = throttle
         board = {"model": self.board_model(), "l4t_release": self.l4t_release(), "power_mode": self.power_mode()}
         board = {key: value for key, value in board.items() if value}
         if board:
             result["board"] = board
+        return result
+
+    def throttle(self, gpu: dict) -> dict:
+        """Evidence that the board is throttling: its over-current event counters (and which rose since the last
+        sample: the board cut its clocks for power), and clocks held below their maximum."""
+        result: dict = {}
+        counts: dict[str, int] = {}
+        for chip in sorted((self.sys_root / "class" / "hwmon").glob("hwmon*")):
+            for counter in sorted(chip.glob("oc*_event_cnt")):
+                value = files.read_float(counter)
+                if value is not None:
+                    counts[counter.name.removesuffix("_event_cnt")] = int(value)
+        if counts:
+            result["oc_events"] = counts
+            result["oc_events_rising"] = [n for n, c in counts.items() if c > self._oc_events.get(n, c)]
+            self._oc_events = counts
+        if gpu.get("mhz") is not None and gpu.get("max_mhz"):
+            result["gpu_below_max"] = gpu["mhz"] < gpu["max_mhz"]
+        capped = []
+        for policy in sorted((self.sys_root / "devices" / "system" / "cpu" / "cpufreq").glob("policy*")):
+            allowed = files.read_float(policy / "scaling_max_freq")
+            hardware = files.read_float(policy / "cpuinfo_max_freq")
+            if allowed is not None and hardware and allowed < hardware:
+                capped.append(policy.name)
+        if capped:
+            result["cpu_capped"] = capped
         return result
 
     def gpu(self) -> dict:

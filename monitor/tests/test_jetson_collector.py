@@ -6,7 +6,7 @@ from pathlib import Path
 
 from monitor.collectors import files
 from monitor.collectors.jetson import JetsonCollector
-from monitor.tests.jetson_tree import agx_orin, fake_nvpmodel, nano_jetpack4, orin_nano_jetpack6
+from monitor.tests.jetson_tree import agx_orin, fake_nvpmodel, nano_jetpack4, orin_nano_jetpack6, write
 
 
 def test_it_reads_an_agx_orin_tree(tmp_path: Path) -> None:
@@ -75,3 +75,19 @@ def test_it_keeps_the_power_mode_between_queries(tmp_path: Path) -> None:
     assert collector.power_mode() == "15W"
     collector._power_mode = None
     assert collector.power_mode() == "MAXN"
+
+
+def test_it_shows_throttle_evidence(tmp_path: Path) -> None:
+    sys, proc, etc = agx_orin(tmp_path)
+    write(sys, "class/hwmon/hwmon7/name", "soctherm_oc\n")
+    write(sys, "class/hwmon/hwmon7/oc1_event_cnt", "3\n")
+    write(sys, "class/hwmon/hwmon7/oc2_event_cnt", "0\n")
+    write(sys, "devices/system/cpu/cpufreq/policy0/scaling_max_freq", "1420800\n")
+    write(sys, "devices/system/cpu/cpufreq/policy0/cpuinfo_max_freq", "2201600\n")
+    collector = JetsonCollector(sys, proc, etc, nvpmodel=[])
+    first = collector.collect()["throttle"]
+    assert first["oc_events"] == {"oc1": 3, "oc2": 0}
+    assert first["oc_events_rising"] == []
+    assert first["cpu_capped"] == ["policy0"]
+    write(sys, "class/hwmon/hwmon7/oc2_event_cnt", "5\n")
+    assert collector.collect()["throttle"]["oc_events_rising"] == ["oc2"]
