@@ -31,6 +31,11 @@ def workdir(tmp_path):  # type: ignore[no-untyped-def]
     return env
 
 
+def db_count(workdir: dict[str, str], sql: str) -> int:
+    with sqlite3.connect(Path(workdir["VAR_DIR"]) / "db.sqlite3") as db:
+        return db.execute(sql).fetchone()[0]
+
+
 def read_until(process: subprocess.Popen[str], pattern: str, limit: float = 120) -> re.Match[str]:
     deadline = time.monotonic() + limit
     seen = []
@@ -84,6 +89,12 @@ def test_it_serves_the_api_and_the_admin_and_stops_everything_on_ctrl_c(workdir:
         with sqlite3.connect(Path(workdir["VAR_DIR"]) / "db.sqlite3") as db:
             pids = [pid for (pid,) in db.execute("SELECT pid FROM gateway_managedruntime WHERE state = 'ready'")]
         assert len(pids) == 2
+        # The node's sampler runs beside them (metrics, energy, admission): its samples arrive.
+        deadline = time.monotonic() + 30
+        while not db_count(workdir, "SELECT COUNT(*) FROM monitor_sample"):
+            assert time.monotonic() < deadline, "runlocal's sampler stored no sample within 30 s"
+            time.sleep(0.5)
+        children = [child.pid for child in psutil.Process(process.pid).children(recursive=True)]
 
         with httpx.Client(base_url=base, follow_redirects=True) as browser:
             login = browser.get("/admin/login/")
@@ -99,7 +110,7 @@ def test_it_serves_the_api_and_the_admin_and_stops_everything_on_ctrl_c(workdir:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
     # Nothing it started is left behind: the models' llama-servers are gone, the gateway's and supervisor's ports free.
-    for pid in pids:
+    for pid in pids + children:
         with contextlib.suppress(psutil.NoSuchProcess):
             assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     for port in (workdir["GATEWAY_PORT"], workdir["SUPERVISOR_PORT"]):

@@ -28,7 +28,10 @@ def _interrupt(*_: object) -> None:
 
 
 class Command(BaseCommand):
-    help = "Start the model supervisor and the gateway (daphne) in the foreground; models load on first request."
+    help = (
+        "Start the model supervisor, the sampler and the gateway (daphne) in the foreground; models load on first "
+        "request."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=settings.GATEWAY_HOST)
@@ -45,9 +48,11 @@ class Command(BaseCommand):
 
         # SIGTERM (systemd, kill) takes the same clean path as Ctrl-C.
         signal.signal(signal.SIGTERM, _interrupt)
-        supervisor = daphne = None
+        supervisor = sampler = daphne = None
         try:
             supervisor = self.start_supervisor()
+            # The node's sampler: metrics, energy per request and admission by heat and power.
+            sampler = subprocess.Popen([sys.executable, "manage.py", "monitor"], cwd=settings.BASE_DIR)
             self.note_chat_template()
             url = f"http://{options['host']}:{options['port']}"
             self.stdout.write(self.style.SUCCESS(f"gateway on {url} (admin: {url}/admin/); Ctrl-C stops everything"))
@@ -59,7 +64,7 @@ class Command(BaseCommand):
             self.stdout.write("stopping…")
         finally:
             # daphne first (no new requests), then the supervisor, which stops every model it started.
-            for process in (daphne, supervisor):
+            for process in (daphne, sampler, supervisor):
                 if process and process.poll() is None:
                     process.terminate()
                     process.wait(timeout=settings.MODEL_STOP_GRACE + 15)
