@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -85,3 +87,16 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
             process.wait()
     if process.pid in _own_metrics_dirs:
         shutil.rmtree(_own_metrics_dirs.pop(process.pid), ignore_errors=True)
+
+
+def send_chat_request(base_url: str, api_key: str, body: dict) -> socket.socket:
+    """A raw HTTP/1.1 POST to /v1/chat/completions, so that a test decides the exact moment the connection closes."""
+    address = urlsplit(base_url)
+    payload = json.dumps(body).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {address.netloc}\r\nAuthorization: Bearer {api_key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    connection = socket.create_connection((address.hostname, address.port), timeout=60)
+    connection.sendall(head.encode() + payload)
+    return connection

@@ -5,15 +5,14 @@ The generations ignore the end-of-sequence token, so they cannot end on their ow
 
 from __future__ import annotations
 
-import json
 import socket
 import time
-from urllib.parse import urlsplit
 
 import pytest
 
 from gateway.models import RequestLog
 from gateway.tests.conftest import post
+from tests.live import send_chat_request
 from tests.slots import busy_slots, seconds_until_idle
 
 LONG = {"messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 800, "ignore_eos": True}
@@ -25,19 +24,6 @@ def idle_llama(llama_chat: object) -> str:
     url = llama_chat.url  # type: ignore[attr-defined]
     seconds_until_idle(url, limit=120)  # a previous test's generation must not be mistaken for ours
     return url
-
-
-def send_request(live_gateway: str, api_key: str, body: dict) -> socket.socket:
-    """A raw HTTP/1.1 POST, so the test decides the exact moment the connection closes."""
-    address = urlsplit(live_gateway)
-    payload = json.dumps(body).encode()
-    head = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {address.netloc}\r\nAuthorization: Bearer {api_key}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
-    )
-    connection = socket.create_connection((address.hostname, address.port), timeout=60)
-    connection.sendall(head.encode() + payload)
-    return connection
 
 
 def close_and_time_until_idle(connection: socket.socket, llama_url: str) -> float:
@@ -56,7 +42,7 @@ def last_row() -> RequestLog:
 def test_a_stream_closed_by_the_client_frees_the_slot_within_a_second(
     live_gateway: str, api_key: str, chat_model: str, idle_llama: str
 ) -> None:
-    connection = send_request(live_gateway, api_key, {"model": chat_model, "stream": True, **LONG})
+    connection = send_chat_request(live_gateway, api_key, {"model": chat_model, "stream": True, **LONG})
     received = b""
     while received.count(b'"content":"') < 3:  # a few tokens have arrived
         received += connection.recv(65536)
@@ -71,7 +57,7 @@ def test_a_stream_closed_by_the_client_frees_the_slot_within_a_second(
 def test_a_plain_request_abandoned_by_the_client_frees_the_slot_within_a_second(
     live_gateway: str, api_key: str, chat_model: str, idle_llama: str
 ) -> None:
-    connection = send_request(live_gateway, api_key, {"model": chat_model, **LONG})
+    connection = send_chat_request(live_gateway, api_key, {"model": chat_model, **LONG})
     time.sleep(1.5)
     assert busy_slots(idle_llama) == 1  # still generating: the answer is far from done
     freed_after = close_and_time_until_idle(connection, idle_llama)

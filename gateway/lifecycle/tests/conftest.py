@@ -7,12 +7,15 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 
@@ -189,3 +192,27 @@ def sampler_factory(transactional_db: None, tmp_path: Path) -> Iterator[Callable
     yield start
     for sampler in started:
         stop_process(sampler.process)
+
+
+@contextmanager
+def streaming(live_gateway: str, key: str, model: str, supervisor: RunningSupervisor) -> Iterator[None]:
+    """A long stream from `model` for the time of the block: the model is busy, so it cannot be evicted."""
+    stop = threading.Event()
+
+    def stream() -> None:
+        body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 2000,
+                "ignore_eos": True}  # fmt: skip
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.stream("POST", f"{live_gateway}/v1/chat/completions", json=body, headers=headers, timeout=120) as r:
+            for _ in r.iter_lines():
+                if stop.is_set():
+                    return
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    try:
+        supervisor.wait_for(model, lambda s: s["in_flight"] == 1, 60, "busy")
+        yield
+    finally:
+        stop.set()
+        thread.join(60)

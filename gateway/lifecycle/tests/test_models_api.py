@@ -3,14 +3,12 @@ scope_models; readers with the dashboard permission; a busy model's unload is re
 
 from __future__ import annotations
 
-import threading
-
 import httpx
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
-from gateway.lifecycle.tests.conftest import BUDGET_FOR_ONE_MB, RunningSupervisor
+from gateway.lifecycle.tests.conftest import BUDGET_FOR_ONE_MB, RunningSupervisor, streaming
 from gateway.models import APIKey
 
 MIB = 1024 * 1024
@@ -86,25 +84,8 @@ def test_load_waits_until_ready_and_unload_stops_it(
 def test_unloading_a_busy_model_is_refused_with_409(
     live_gateway: str, api_key: str, models_key: str, two_models: tuple[str, str], supervisor: RunningSupervisor
 ) -> None:
-    stop = threading.Event()
-
-    def stream() -> None:
-        body = {"model": "model-a", "stream": True, "max_tokens": 2000, "ignore_eos": True,
-                "messages": [{"role": "user", "content": "Hello"}]}  # fmt: skip
-        headers = {"Authorization": f"Bearer {api_key}"}
-        with httpx.stream("POST", f"{live_gateway}/v1/chat/completions", json=body, headers=headers, timeout=120) as r:
-            for _ in r.iter_lines():
-                if stop.is_set():
-                    return
-
-    thread = threading.Thread(target=stream)
-    thread.start()
-    try:
-        supervisor.wait_for("model-a", lambda s: s["in_flight"] == 1, 60, "busy")
+    with streaming(live_gateway, api_key, "model-a", supervisor):
         refused = api(live_gateway, models_key, "POST", "/api/models/model-a/unload")
-    finally:
-        stop.set()
-        thread.join(60)
 
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "model_busy"

@@ -3,55 +3,12 @@ a client that leaves while waiting leaves the queue."""
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from urllib.parse import urlsplit
-
-import httpx
-
-from gateway.lifecycle.tests.conftest import RunningSupervisor
+from gateway.lifecycle.tests.conftest import RunningSupervisor, streaming
 from gateway.tests.conftest import post
+from tests.live import send_chat_request
 
 HELLO = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 3}
 LEFT_WITHIN = 1.0  # seconds from a waiting client closing its connection to its place in the queue being gone
-
-
-@contextmanager
-def streaming(live_gateway: str, api_key: str, model: str, supervisor: RunningSupervisor) -> Iterator[None]:
-    """A long stream from `model` for the time of the block: the model is busy, so it cannot be evicted."""
-    stop = threading.Event()
-
-    def stream() -> None:
-        body = {"model": model, "stream": True, "messages": HELLO["messages"], "max_tokens": 2000, "ignore_eos": True}
-        headers = {"Authorization": f"Bearer {api_key}"}
-        with httpx.stream("POST", f"{live_gateway}/v1/chat/completions", json=body, headers=headers, timeout=120) as r:
-            for _ in r.iter_lines():
-                if stop.is_set():
-                    return
-
-    thread = threading.Thread(target=stream)
-    thread.start()
-    try:
-        supervisor.wait_for(model, lambda s: s["in_flight"] == 1, 60, "busy")
-        yield
-    finally:
-        stop.set()
-        thread.join(60)
-
-
-def send_request(live_gateway: str, api_key: str, body: dict) -> socket.socket:
-    address = urlsplit(live_gateway)
-    payload = json.dumps(body).encode()
-    head = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {address.netloc}\r\nAuthorization: Bearer {api_key}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
-    )
-    connection = socket.create_connection((address.hostname, address.port), timeout=60)
-    connection.sendall(head.encode() + payload)
-    return connection
 
 
 def test_a_client_that_disconnects_while_waiting_leaves_the_queue(
@@ -59,7 +16,7 @@ def test_a_client_that_disconnects_while_waiting_leaves_the_queue(
 ) -> None:
     model_a, model_b = two_models
     with streaming(live_gateway, api_key, model_b, supervisor):
-        waiting = send_request(live_gateway, api_key, {"model": model_a, **HELLO})
+        waiting = send_chat_request(live_gateway, api_key, {"model": model_a, **HELLO})
         supervisor.wait_for(model_a, lambda s: s["waiting"] == 1, 10, "waited for")
 
         waiting.close()
@@ -78,7 +35,7 @@ def test_beyond_the_queue_length_a_request_gets_429_with_retry_after(
     model_a, model_b = two_models
     supervisor: RunningSupervisor = supervisor_factory(MODEL_QUEUE_LENGTH=1)  # type: ignore[operator]
     with streaming(live_gateway, api_key, model_b, supervisor):
-        first = send_request(live_gateway, api_key, {"model": model_a, **HELLO})
+        first = send_chat_request(live_gateway, api_key, {"model": model_a, **HELLO})
         supervisor.wait_for(model_a, lambda s: s["waiting"] == 1, 10, "waited for")
 
         second = post(live_gateway, api_key, "/v1/chat/completions", {"model": model_a, **HELLO})
