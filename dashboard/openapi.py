@@ -11,6 +11,7 @@ from rest_framework import serializers
 from rest_framework.fields import empty
 
 from gateway import images, params, schemas
+from gateway.requestlog import usage
 from gateway.requestlog import views as logviews
 from monitor import views as monitorviews
 
@@ -139,6 +140,44 @@ READINESS = {
     "required": ["status", "database"],
     "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]}, "database": {"type": "boolean"}},
 }
+NUMBER_OR_NULL = {"type": "number", "nullable": True}
+# Every bucket has these; by=model adds `model`, by=key `key_id`, `key_prefix` and `key_name`.
+USAGE_FIGURES = {
+    "requests": {"type": "integer"},
+    "errors": {"type": "integer", "description": "Requests answered with a status of 400 or more."},
+    "prompt_tokens": {"type": "integer"},
+    "completion_tokens": {"type": "integer"},
+    "avg_latency_ms": NUMBER_OR_NULL,
+    "p95_latency_ms": NUMBER_OR_NULL,
+    "energy_j": {**NUMBER_OR_NULL, "description": "Energy of the measured requests (each one's share of its node's), "
+                 "J; null when none was measured (no power sensor, or a backend no supervisor runs)."},
+    "tokens_per_joule": {**NUMBER_OR_NULL, "description": "Completion tokens of the measured requests per joule; "
+                         "null when none was measured."},
+}  # fmt: skip
+USAGE_BUCKET = {
+    "type": "object",
+    "required": ["bucket", *USAGE_FIGURES],
+    "properties": {
+        "bucket": {"type": "string", "description": "Start of the hour or day, in TIME_ZONE."},
+        "model": {"type": "string", "description": "The model used, else the one asked for."},
+        "key_id": {"type": "integer", "nullable": True, "description": "null for requests without a valid key."},
+        "key_prefix": {"type": "string", "nullable": True},
+        "key_name": {"type": "string", "nullable": True},
+        **USAGE_FIGURES,
+    },
+}
+USAGE = {
+    "type": "object",
+    "required": ["object", "group", "by", "since", "until", "data"],
+    "properties": {
+        "object": {"type": "string", "enum": ["usage"]},
+        "group": {"type": "string", "enum": list(usage.GROUPS)},
+        "by": {"type": "string", "enum": list(usage.BY)},
+        "since": {"type": "string"},
+        "until": {"type": "string"},
+        "data": {"type": "array", "items": USAGE_BUCKET},
+    },
+}
 USAGE_LIMITS = ", ".join(f"{count} {group}s" for group, count in logviews.MAX_USAGE_BUCKETS.items())
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -166,8 +205,8 @@ OPERATIONS: tuple[Operation, ...] = (
               description="404 before the node's first sample, or for a node never sampled."),
     Operation("get", "/api/logs", "Request log rows, newest first (key with the logs scope)", (200, 400, 401, 403),
               parameters=logviews.LogList.parameters),
-    Operation("get", "/api/usage", "Requests, errors and tokens per hour or day (logs scope)", (200, 400, 401, 403),
-              parameters=logviews.Usage.parameters,
+    Operation("get", "/api/usage", "Requests, errors, tokens and energy per hour or day (logs scope)",
+              (200, 400, 401, 403), parameters=logviews.Usage.parameters, ok=USAGE,
               description=f"`since` must be before `until`, at most {USAGE_LIMITS} apart (400 otherwise)."),
     Operation("get", "/api/activity-logs", "The newest rows in the original service's field names (logs scope)",
               (200, 400, 401, 403), parameters=logviews.ActivityLogs.parameters),

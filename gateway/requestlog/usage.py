@@ -1,5 +1,6 @@
-"""Usage aggregates over request logs (requests, errors, tokens, average and p95 latency per hour or day), with
-closed buckets computed once and stored, so that a month on millions of rows answers in milliseconds."""
+"""Usage aggregates over request logs (requests, errors, tokens, average and p95 latency, energy and tokens per joule
+per hour or day), with closed buckets computed once and stored, so that a month on millions of rows answers in
+milliseconds."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from gateway.models import APIKey, RequestLog, UsageBucket
 GROUPS = ("hour", "day")
 BY = ("model", "key")
 TOTAL = "*"  # `who` of the row that marks a stored bucket as complete
-FIGURES = ("requests", "errors", "prompt_tokens", "completion_tokens", "avg_latency_ms", "p95_latency_ms")
+# Figures that add up across buckets; energy_tokens are the completion tokens of the rows that have an energy.
+SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "energy_mj", "energy_tokens")
+FIGURES = (*SUMS, "avg_latency_ms", "p95_latency_ms")
 # A bucket is stored once it ended this long ago: a request's row carries its start time, and arrives when it ends.
 GRACE = timedelta(minutes=10)
 
@@ -130,7 +133,7 @@ def _open_day(start: datetime, by: str, cutoff: datetime) -> list[dict[str, Any]
     latency_weight: dict[str, float] = defaultdict(float)
     for part in parts:
         into = merged.setdefault(part["who"], {"start": start, "who": part["who"], **dict.fromkeys(FIGURES, 0)})
-        for name in FIGURES[:4]:
+        for name in SUMS:
             into[name] += part[name] or 0
         if part["avg_latency_ms"] is not None:
             # Weighted by requests: every finished request has a latency.
@@ -174,9 +177,9 @@ def _closed(starts: list[datetime], group: str, by: str, read: bool = True) -> l
 
 def _store(results: list[dict[str, Any]], starts: list[datetime], group: str, by: str) -> None:
     rows = [UsageBucket(group=group, by=by, **r) for r in results]
-    totals: dict[datetime, dict[str, int]] = {s: dict.fromkeys(FIGURES[:4], 0) for s in starts}
+    totals: dict[datetime, dict[str, float]] = {s: dict.fromkeys(SUMS, 0) for s in starts}
     for r in results:
-        for name in FIGURES[:4]:
+        for name in SUMS:
             totals[r["start"]][name] += r[name] or 0
     rows += [UsageBucket(group=group, by=by, start=s, who=TOTAL, **t) for s, t in totals.items()]
     try:
@@ -191,6 +194,10 @@ def compute(since: datetime, until: datetime, group: str, by: str, with_p95: boo
     rows = RequestLog.objects.filter(created__gte=since, created__lt=until)
     grouped = rows.annotate(bucket=_bucket(group), group_key=_group_key(by)).values("bucket", "group_key")
     aggregates: dict[str, Any] = {
+        # Energy is filled in by the node's sampler once the request has ended; rows without one count for none.
+        # First, and named apart from the columns: an annotation shadows the column of its name for the next ones.
+        "measured_mj": Sum("energy_mj"),
+        "measured_tokens": Sum("completion_tokens", filter=Q(energy_mj__isnull=False)),
         "requests": Count("id"),
         "errors": Count("id", filter=Q(status__gte=400)),
         "prompt_tokens": Sum("prompt_tokens"),
@@ -210,6 +217,8 @@ def compute(since: datetime, until: datetime, group: str, by: str, with_p95: boo
             "errors": r["errors"],
             "prompt_tokens": r["prompt_tokens"] or 0,
             "completion_tokens": r["completion_tokens"] or 0,
+            "energy_mj": r["measured_mj"] or 0,
+            "energy_tokens": r["measured_tokens"] or 0,
             "avg_latency_ms": r["avg_latency_ms"],
             "p95_latency_ms": r["p95_latency_ms"] if postgres else p95.get((r["bucket"], r["group_key"])),
         }
@@ -248,6 +257,15 @@ def forget_before(cutoff: datetime | None = None) -> None:
     buckets.delete()
 
 
+def energy(energy_mj: float | None, energy_tokens: int | None) -> dict[str, float | None]:
+    """A bucket's energy in joules and its completion tokens per joule; both None when no row had an energy (a
+    measured request always used some: zero means none was measured)."""
+    joules = (energy_mj or 0) / 1000
+    if joules <= 0:
+        return {"energy_j": None, "tokens_per_joule": None}
+    return {"energy_j": round(joules, 3), "tokens_per_joule": round((energy_tokens or 0) / joules, 4)}
+
+
 def _present(results: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
     keys: dict[int, APIKey] = {}
     if by == "key":
@@ -271,5 +289,6 @@ def _present(results: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
             item[name] = r[name] or 0
         for name in ("avg_latency_ms", "p95_latency_ms"):
             item[name] = None if r[name] is None else round(r[name], 2)
+        item.update(energy(r["energy_mj"], r["energy_tokens"]))
         data.append(item)
     return data
