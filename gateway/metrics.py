@@ -1,10 +1,12 @@
-"""The gateway's request metrics for Prometheus: counters and histograms updated as each request's record is submitted.
+"""The gateway's request metrics for Prometheus: counters and histograms updated as each request's record is submitted,
+and the energy counter the node's sampler adds to as it measures each request.
 
 prometheus_client's multiprocess mode: every gateway process adds to its own memory-mapped files in
 settings.PROMETHEUS_MULTIPROC_DIR, and a scrape of any process sums every file there. So the figures are the node's,
 they never fall while the node's gateway runs (a process that exits leaves its files, and a restarted one with the
 same pid carries on from them), and a scrape costs the same whatever the size of the request log. The directory is
-cleared when the gateway starts (`clear_directory`), unless another gateway process is still using it.
+cleared when the gateway starts (`clear_directory`), unless a process is still using it: another gateway process, or
+the node's sampler (`manage.py monitor`), which counts the energy.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import logging
+import math
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -111,12 +114,21 @@ def observe(record: RequestRecord) -> None:
         logger.exception("Could not update the request metrics")
 
 
-def count_energy(model: str, joules: float) -> None:
-    """Count one request's energy; called by the node's sampler when it writes the energy into the request's row."""
+def count_energy(model: str, joules: float | None) -> None:
+    """Add a request's energy to its model's counter; called by the node's sampler (monitor.energy) as it writes the
+    energy into the request's row.
+
+    The sampler measures energy in its own process: `manage.py monitor` claims the metrics directory when it starts,
+    and so does the first call here, so that no caller can forget it and a gateway start never clears files the
+    sampler still writes. Nothing (None, a negative or not-a-number figure) counts nothing: a counter only rises.
+    """
+    if joules is None or not math.isfinite(joules) or joules <= 0:
+        return
     try:
+        claim_directory()
         _series(ENERGY, model).inc(joules)
     except Exception:
-        logger.exception("Could not update the energy metric")
+        logger.exception("Could not count the energy of a request")
 
 
 def add_to(registry: CollectorRegistry) -> None:
@@ -136,8 +148,8 @@ def claim_directory() -> None:
 def clear_directory() -> int | None:
     """Delete the files of processes that ran before this start, as prometheus_client advises.
 
-    Returns how many files went, or None when a gateway process still uses the directory (it holds the lock of
-    `claim_directory`): its counters, and those of its exited siblings, must stay while it runs.
+    Returns how many files went, or None when a gateway process or the sampler still uses the directory (it holds
+    the lock of `claim_directory`): its counters, and those of exited processes, must stay while it runs.
     """
     directory = Path(settings.PROMETHEUS_MULTIPROC_DIR)
     directory.mkdir(parents=True, exist_ok=True)
