@@ -1,5 +1,5 @@
-"""Prometheus text for GET /metrics: each node's latest sample as gauges, managed models' states, and the gateway's
-request metrics."""
+"""Prometheus text for GET /metrics: each node's admission state and latest sample as gauges, managed models' states,
+and the gateway's request metrics."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from gateway import metrics
 from gateway.lifecycle.prometheus import ManagedModels
-from monitor.models import Node, Sample
+from monitor.models import ADMISSION_STATES, Node, Sample
 
 FAMILIES = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily}
 
@@ -126,12 +126,32 @@ def add_sample(out: Exposition, sample: Sample) -> None:
         )
 
 
+def add_admission(out: Exposition, node: Node) -> None:
+    """The node's admission state as one series per state. Its reason is free text whose figures change with every
+    sample: as a label it would start a new series each time, so it stays in /health and on the dashboard."""
+    states = ADMISSION_STATES if node.admission_state in ADMISSION_STATES else (*ADMISSION_STATES, node.admission_state)
+    for state in states:
+        out.add(
+            "jetson_admission_state",
+            "gauge",
+            "1 for the node's admission state (normal, soft: new generation requests wait, hard: refused), 0 else.",
+            int(node.admission_state == state),
+            node=node.name,
+            state=state,
+        )
+    since = node.admission_since.timestamp() if node.admission_since else None
+    out.add("jetson_admission_since_timestamp_seconds", "gauge", "When the node entered its admission state.", since,
+            node=node.name)  # fmt: skip
+
+
 class LatestSamples:
-    """A prometheus_client collector of each node's latest sample, read from the database at each scrape."""
+    """A prometheus_client collector of each node's admission state and latest sample, read from the database at each
+    scrape."""
 
     def collect(self) -> Iterator[Metric]:
         out = Exposition()
         for node in Node.objects.all():
+            add_admission(out, node)
             latest = Sample.objects.filter(node=node).select_related("node").order_by("-time").first()
             if latest is not None:
                 add_sample(out, latest)

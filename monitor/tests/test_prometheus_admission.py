@@ -1,0 +1,44 @@
+"""GET /metrics: each node's admission state as jetson_admission_state{node,state} (1 for the current one) and
+since when, without its free-text reason as a label."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.test import Client
+
+from monitor.models import Node
+from monitor.tests.samples import make_sample
+from tests.scrape import parse, value
+
+TOKEN = "scrape-token-admission"
+SINCE = datetime(2026, 11, 25, 10, 42, 7, tzinfo=UTC)
+REASON = "hottest zone gpu-thermal 91.5 °C ≥ ADMISSION_TEMP_HARD_C 90 °C"
+
+
+def test_it_exposes_each_nodes_admission_state(db: None, settings: object) -> None:
+    settings.MONITOR_METRICS_TOKEN = TOKEN  # type: ignore[attr-defined]
+    make_sample("orin-1", cpu_percent=40.0)
+    make_sample("nano-1", cpu_percent=3.0)
+    Node.objects.filter(name="orin-1").update(admission_state="hard", admission_reason=REASON, admission_since=SINCE)
+    Node.objects.create(name="nx-1", admission_state="soft")  # no sample yet: its state shows all the same
+    response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 200
+    text = response.content.decode()
+    samples = parse(text)
+    states = {
+        (node, state): value(samples, "jetson_admission_state", node=node, state=state)
+        for node in ("orin-1", "nano-1", "nx-1")
+        for state in ("normal", "soft", "hard")
+    }
+    assert states == {
+        ("orin-1", "normal"): 0, ("orin-1", "soft"): 0, ("orin-1", "hard"): 1,
+        ("nano-1", "normal"): 1, ("nano-1", "soft"): 0, ("nano-1", "hard"): 0,
+        ("nx-1", "normal"): 0, ("nx-1", "soft"): 1, ("nx-1", "hard"): 0,
+    }  # fmt: skip
+    assert ("jetson_admission_state", frozenset({("node", "orin-1"), ("state", "hard")})) in samples  # not a default 0
+    assert value(samples, "jetson_admission_since_timestamp_seconds", node="orin-1") == SINCE.timestamp()
+    assert ("jetson_admission_since_timestamp_seconds", frozenset({("node", "nano-1")})) not in samples
+    assert "# TYPE jetson_admission_state gauge" in text.splitlines()
+    assert "gpu-thermal" not in text  # the reason is no label
+    assert value(samples, "jetson_cpu_usage_percent", node="orin-1") == 40.0
