@@ -14,6 +14,7 @@ from gateway import images, params, schemas
 from gateway.requestlog import usage
 from gateway.requestlog import views as logviews
 from monitor import views as monitorviews
+from monitor.models import ADMISSION_STATES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 MODEL = {"$ref": "#/components/schemas/Model"}
@@ -141,6 +142,51 @@ READINESS = {
     "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]}, "database": {"type": "boolean"}},
 }
 NUMBER_OR_NULL = {"type": "number", "nullable": True}
+STRING_OR_NULL = {"type": "string", "nullable": True}
+ADMISSION_FIELDS = {
+    "state": {"type": "string", "enum": list(ADMISSION_STATES), "description": "normal; soft: new generation "
+              "requests wait, one at a time per backend; hard: they are refused (503)."},
+    "reason": {"type": "string", "description": "Why, with the figures (empty when normal)."},
+    "since": {**STRING_OR_NULL, "description": "When the node entered this state."},
+}  # fmt: skip
+ADMISSION = {"type": "object", "required": list(ADMISSION_FIELDS), "properties": ADMISSION_FIELDS}
+NODE_ADMISSION = {
+    "type": "object",
+    "required": ["node", *ADMISSION_FIELDS, "last_seen"],
+    "properties": {
+        "node": {"type": "string"},
+        **ADMISSION_FIELDS,
+        "last_seen": {**STRING_OR_NULL, "description": "The node's latest sample: how fresh its state is."},
+    },
+}
+HEALTH = {
+    "type": "object",
+    "required": ["status", "models", "nodes", "admission", "request_log"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "degraded"], "description": "degraded: a model has no backend up."},
+        "models": {"type": "array", "items": {"type": "object"}},
+        "nodes": {"type": "array", "items": {"type": "object"}, "description": "Each supervisor's model budget."},
+        "admission": {"type": "array", "items": NODE_ADMISSION, "description": "Each sampled node's admission state."},
+        "request_log": {"type": "object"},
+    },
+}
+NODE = {
+    "type": "object",
+    "required": ["name", "board_model", "l4t_release", "power_mode", "first_seen", "last_seen", "admission"],
+    "properties": {
+        **{name: {"type": "string"} for name in ("name", "board_model", "l4t_release", "power_mode", "first_seen")},
+        "last_seen": STRING_OR_NULL,
+        "admission": ADMISSION,
+    },
+}
+NODES = {
+    "type": "object",
+    "required": ["nodes", "metrics"],
+    "properties": {
+        "nodes": {"type": "array", "items": NODE},
+        "metrics": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
 # Every bucket has these; by=model adds `model`, by=key `key_id`, `key_prefix` and `key_name`.
 USAGE_FIGURES = {
     "requests": {"type": "integer"},
@@ -190,7 +236,8 @@ OPERATIONS: tuple[Operation, ...] = (
               body=schemas.EmbeddingRequestSerializer),
     Operation("get", "/v1/models", "Models this key may use", (200, 401), ok=MODEL_LIST),
     Operation("get", "/v1/models/{model_id}", "One model (by id or alias)", (200, 401, 404), ok=MODEL),
-    Operation("get", "/health", "Every backend's status, latency and slots (a key or a staff session)", (200, 401)),
+    Operation("get", "/health", "Every backend's status, latency and slots, each node's admission state (a key or "
+              "a staff session)", (200, 401), ok=HEALTH),
     Operation("get", "/livez", "The process answers", (200,), public=True,
               ok={"type": "object", "required": ["status"], "properties": {"status": {"enum": ["ok"]}}}),
     Operation("get", "/readyz", "Ready to serve: the database answers (503 with the same body if not)", (200, 503),
@@ -198,8 +245,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/system/stats", "The newest metrics sample of a node (key with the monitoring scope)",
               (200, 400, 401, 403, 404), parameters=monitorviews.SystemStats.parameters,
               description="404 before the node's first sample, or for a node never sampled."),
-    Operation("get", "/api/nodes", "Sampled nodes and the metric names (monitoring scope)", (200, 401, 403),
-              parameters=monitorviews.Nodes.parameters),
+    Operation("get", "/api/nodes", "Sampled nodes, their admission states and the metric names (monitoring scope)",
+              (200, 401, 403), parameters=monitorviews.Nodes.parameters, ok=NODES),
     Operation("get", "/api/metrics/history", "A metric's history, downsampled (monitoring scope)",
               (200, 400, 401, 403, 404), parameters=monitorviews.MetricHistory.parameters,
               description="404 before the node's first sample, or for a node never sampled."),

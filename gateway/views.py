@@ -21,6 +21,7 @@ from gateway.dbsync import db_sync
 from gateway.lifecycle import states
 from gateway.models import APIKey
 from gateway.requestlog import RequestRecord
+from monitor.models import Node
 
 logger = logging.getLogger(__name__)
 Handler = Callable[[HttpRequest, APIKey, RequestRecord], Awaitable[dict | AsyncIterator[Any]]]
@@ -251,6 +252,14 @@ def _managed_states() -> tuple[dict[int, dict], list[dict]]:
     return managed, snapshot["nodes"]
 
 
+def _admission() -> list[dict[str, Any]]:
+    """Each sampled node's admission state; `last_seen` says how fresh it is (its sampler decides it)."""
+    return [
+        {"node": node.name, **node.admission(), "last_seen": node.last_seen and node.last_seen.isoformat()}
+        for node in Node.objects.all()
+    ]
+
+
 async def _staff_or_key(request: HttpRequest) -> bool:
     user = await request.auser()
     if user.is_authenticated and user.is_staff:
@@ -265,13 +274,16 @@ def _any_managed(infos: list[routing.ModelInfo]) -> bool:
 @_reading
 async def health(request: HttpRequest) -> JsonResponse:
     """Every enabled backend probed at once (a managed one as its supervisor recorded it, probed once it runs),
-    and each node's model budget; for API keys and staff (it describes the infrastructure)."""
+    each node's model budget and admission state; for API keys and staff (it describes the infrastructure)."""
     if not await _staff_or_key(request):
         return errors.unauthorized().response()
     registry = await routing.registry()
     infos = list({info.model_id: info for info in registry.values()}.values())
     managed, nodes = await db_sync(_managed_states)() if _any_managed(infos) else ({}, [])
-    probes = await asyncio.gather(*(asyncio.gather(*(_probe(b, managed) for b in info.backends)) for info in infos))
+    probes, admission = await asyncio.gather(
+        asyncio.gather(*(asyncio.gather(*(_probe(b, managed) for b in info.backends)) for info in infos)),
+        db_sync(_admission)(),
+    )
     models_report = [
         {
             "id": info.model_id,
@@ -289,6 +301,7 @@ async def health(request: HttpRequest) -> JsonResponse:
         "nodes": [
             {"node": n["node"], "supervisor_alive": n["supervisor"]["alive"], "budget": n["budget"]} for n in nodes
         ],
+        "admission": admission,
         "request_log": {
             "pending": requestlog.pending_count(),
             "dropped": requestlog.dropped_count(),

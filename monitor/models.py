@@ -57,7 +57,13 @@ class Node(models.Model):
             "power_mode": self.power_mode,
             "first_seen": self.first_seen.isoformat(),
             "last_seen": self.last_seen.isoformat() if self.last_seen else None,
+            "admission": self.admission(),
         }
+
+    def admission(self) -> dict:
+        """The admission state as /health, /api/nodes and the dashboard's banner show it."""
+        since = self.admission_since
+        return {"state": self.admission_state, "reason": self.admission_reason, "since": since and since.isoformat()}
 
 
 class IdlePowerManager(models.Manager["IdlePower"]):

@@ -11,6 +11,8 @@ from rest_framework import serializers
 from dashboard import openapi
 from gateway import schemas
 from gateway.requestlog.tests.helpers import make_row
+from monitor.models import Node
+from tests.answers import answer_schema, conforms
 
 
 def test_it_describes_only_paths_this_server_has(client: Client, alice) -> None:
@@ -71,37 +73,28 @@ def test_it_describes_only_fields_it_can_describe_exactly() -> None:
             openapi.field_schema(field)
 
 
-def _conforms(value: object, schema: dict) -> bool:
-    """`value` against the few keywords the usage document uses: type, nullable, enum, required, properties."""
-    if value is None:
-        return bool(schema.get("nullable"))
-    kinds = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float)}
-    if not isinstance(value, kinds[schema["type"]]) or isinstance(value, bool):
-        return False
-    if "enum" in schema and value not in schema["enum"]:
-        return False
-    if isinstance(value, list):
-        return all(_conforms(item, schema["items"]) for item in value)
-    if isinstance(value, dict):
-        properties = schema.get("properties", {})
-        return set(schema.get("required", ())) <= set(value) <= set(properties) and all(
-            _conforms(item, properties[name]) for name, item in value.items()
-        )
-    return True
-
-
 def test_it_describes_usage_buckets_as_the_api_gives_them(client: Client, alice) -> None:
     now = timezone.now()
     make_row(now, model_used="qwen", completion_tokens=12, energy_mj=3000.0, latency_ms=20.0)
     make_row(now, model_used="gemma", completion_tokens=4)  # not measured: null energy
     client.force_login(alice)
-    schema = client.get(reverse("dashboard:openapi")).json()["paths"]["/api/usage"]["get"]["responses"]["200"]
-    schema = schema["content"]["application/json"]["schema"]
+    schema = answer_schema("/api/usage")
     for by in ("model", "key"):
         body = client.get(f"/api/usage?by={by}").json()
         assert len(body["data"]) == (2 if by == "model" else 1)
-        assert _conforms(body, schema), body
+        assert conforms(body, schema), body
     assert {item["model"]: item["tokens_per_joule"] for item in client.get("/api/usage").json()["data"]} == {
         "gemma": None,
         "qwen": 4.0,
     }
+
+
+def test_it_describes_admission_states_as_nodes_give_them(client: Client, alice) -> None:
+    Node.objects.create(name="orin-1", power_mode="MAXN", admission_state="hard", admission_reason="92 °C",
+                        admission_since=timezone.now(), last_seen=timezone.now())  # fmt: skip
+    Node.objects.create(name="nano-1")
+    client.force_login(alice)
+    nodes = client.get("/api/nodes").json()
+    assert [(n["name"], n["admission"]["state"]) for n in nodes["nodes"]] == [("nano-1", "normal"), ("orin-1", "hard")]
+    assert nodes["nodes"][1]["admission"]["reason"] == "92 °C"
+    assert conforms(nodes, answer_schema("/api/nodes")), nodes

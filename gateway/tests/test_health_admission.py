@@ -1,0 +1,28 @@
+"""GET /health tells each sampled node's admission state: normal, soft or hard, why, since when, and how fresh."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx
+
+from monitor.models import Node
+from tests.answers import answer_schema, conforms
+
+SINCE = datetime(2026, 11, 25, 10, 42, 7, tzinfo=UTC)
+SEEN = datetime(2026, 11, 25, 10, 43, 0, tzinfo=UTC)
+REASON = "board power 24.8 W over ADMISSION_POWER_LIMIT_W 20 W for 3 samples"
+
+
+def test_it_reports_each_nodes_admission_state(live_gateway: str, api_key: str) -> None:
+    Node.objects.create(name="orin-1", admission_state="hard", admission_reason=REASON, admission_since=SINCE,
+                        last_seen=SEEN)  # fmt: skip
+    Node.objects.create(name="nano-1")
+    response = httpx.get(f"{live_gateway}/health", headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
+    assert response.status_code == 200
+    assert response.json()["admission"] == [
+        {"node": "nano-1", "state": "normal", "reason": "", "since": None, "last_seen": None},
+        {"node": "orin-1", "state": "hard", "reason": REASON, "since": "2026-11-25T10:42:07+00:00",
+         "last_seen": "2026-11-25T10:43:00+00:00"},
+    ]  # fmt: skip
+    assert conforms(response.json(), answer_schema("/health")), "the OpenAPI document says otherwise"
