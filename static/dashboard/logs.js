@@ -15,7 +15,11 @@
   function row(entry, fresh) {
     const model = entry.model_used || entry.model_requested || "";
     const tokens = entry.prompt_tokens === null && entry.completion_tokens === null ? "–" : `${number(entry.prompt_tokens)} / ${number(entry.completion_tokens)}`;
-    const error = [entry.error_type, entry.error_message].filter(Boolean).join(": ");
+    const kind = entry.error_code ? `${entry.error_type} (${entry.error_code})` : entry.error_type;
+    const error = [kind, entry.error_message].filter(Boolean).join(": ");
+    // The node's sampler fills the energy in once the request has ended: the live line has none yet, the history does.
+    const energy = entry.energy_mj === null || entry.energy_mj === undefined ? "–" : number(entry.energy_mj / 1000, 2);
+    const net = entry.energy_net_mj === null || entry.energy_net_mj === undefined ? "" : `net ${number(entry.energy_net_mj / 1000, 2)} J above idle`;
     const classes = [entry.status >= 400 ? "error" : "", fresh ? "fresh" : ""].filter(Boolean).join(" ");
     return el("tr", { class: classes || undefined, "data-request-id": String(entry.request_id) },
       el("td", { title: entry.request_id || "" }, Dash.time(entry.created)),
@@ -27,6 +31,7 @@
       el("td", { class: "num" }, entry.cold_start_ms ? `${number(entry.latency_ms, 0)} (cold ${number(entry.cold_start_ms, 0)})` : number(entry.latency_ms, 0)),
       el("td", { class: "num" }, tokens),
       el("td", { class: "num" }, number(entry.tokens_per_second, 1)),
+      el("td", { class: "num", title: net || undefined }, energy),
       el("td", { title: entry.user_agent || "" }, entry.client_ip || ""),
       el("td", {}, error),
     );
