@@ -1,5 +1,6 @@
 """A real browser (Debian's Chromium, headless, through Playwright) against daphne serving the whole site,
-with the real small model behind the gateway: sign in, metrics, chat with Stop, the live log, and XSS-proof text."""
+with the real small model behind the gateway: sign in, metrics, chat with Stop, the live log, a node's admission
+banner and tokens per joule, and XSS-proof text."""
 
 from __future__ import annotations
 
@@ -7,16 +8,23 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connections
+from django.utils import timezone
 
 from dashboard.tests.conftest import PASSWORD
+from gateway.llama import model_path
+from gateway.models import RequestLog
 from gateway.registry import register_model
+from monitor.models import Node
 from tests.live import ARTIFACTS, ROOT, database_url, start_daphne, stop_process
 from tests.settle import settle_live_server
 from tests.slots import busy_slots, seconds_until_idle
@@ -246,6 +254,72 @@ def test_staff_load_and_unload_a_managed_model_and_see_its_state_live(
     screenshot(page, "models-managed")
     row.locator("button[data-action=unload]").click()
     row.locator(".status.off", has_text="stopped").wait_for(timeout=30000)
+
+
+HOT_NODE = "orin-hot"
+ENERGY_MODEL = "gemma-energy"
+HOT_REASON = "hottest zone gpu-thermal 91.5 °C ≥ ADMISSION_TEMP_HARD_C 90 °C"
+SILENT_NODE = "nano-silent"
+
+
+@pytest.fixture
+def hot_node(site: dict[str, Any]) -> dict[str, Any]:
+    """A node in hard admission, whose supervisor runs a model with measured requests: 120 tokens over 40 J ten
+    minutes ago, 50 over 50 J three hours ago, and one request its sampler could not measure; and a node in soft
+    admission whose sampler has been silent for ten minutes."""
+    now = timezone.now()
+    Node.objects.create(name=HOT_NODE, power_mode="MAXN", admission_state="hard", admission_reason=HOT_REASON,
+                        admission_since=now - timedelta(minutes=5), last_seen=now)  # fmt: skip
+    Node.objects.create(name=SILENT_NODE, admission_state="soft", admission_reason="cpu-thermal 82 °C ≥ 80 °C",
+                        admission_since=now - timedelta(minutes=15), last_seen=now - timedelta(minutes=10))  # fmt: skip
+    register_model(ENERGY_MODEL, [], kind="chat", managed={"gguf_path": str(model_path()), "node": HOT_NODE})
+    for minutes, tokens, energy_mj in ((10, 120, 40000.0), (180, 50, 50000.0), (20, 999, None)):
+        RequestLog.objects.create(created=now - timedelta(minutes=minutes), request_id=f"energy-{minutes}",
+                                  endpoint="/v1/chat/completions", status=200, model_used=ENERGY_MODEL,
+                                  completion_tokens=tokens, energy_mj=energy_mj)  # fmt: skip
+    return site
+
+
+def cool_down(*names: str) -> None:
+    """The nodes' samplers deciding they are normal again, from a thread of its own: Playwright's event loop runs in
+    this one, where Django refuses ORM calls."""
+
+    def update() -> None:
+        try:
+            Node.objects.filter(name__in=names).update(admission_state="normal", admission_reason="")
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=update)
+    worker.start()
+    worker.join(timeout=30)
+
+
+def test_it_shows_admission_on_every_page_and_tokens_per_joule_with_the_power_mode(
+    hot_node: dict[str, Any], browser: Any
+) -> None:
+    url = hot_node["url"]
+    page = sign_in(browser, url)
+    for path in ("/chat/", "/", "/logs/", "/reference/", "/models/"):
+        page.goto(f"{url}{path}")
+        line = page.locator(f'#admission-banner p.hard[data-node="{HOT_NODE}"]')
+        line.wait_for()
+        text = line.inner_text()
+        assert f"{HOT_NODE}: hard admission" in text, (path, text)
+        assert "refused (503)" in text and HOT_REASON in text, (path, text)
+        soft = page.locator(f'#admission-banner p.soft[data-node="{SILENT_NODE}"]').inner_text()
+        assert f"{SILENT_NODE}: soft admission" in soft and "wait" in soft, (path, soft)
+        assert "its state may be out of date" in soft, (path, soft)
+    screenshot(page, "models-admission-energy")
+    # Last hour: 120 tokens / 40 J; last day: 170 / 90 J; the request without an energy counts in neither.
+    row = page.locator(f'#energy-table tr[data-model="{ENERGY_MODEL}"]')
+    row.locator("td", has_text="3.00").wait_for()
+    cells = [cell.inner_text() for cell in row.locator("td").all()]
+    assert cells == [ENERGY_MODEL, "3.00", "1.89", "90.0 J", f"{HOT_NODE} · MAXN"]
+    # The samplers find both nodes cool again: the banner goes at the next poll, on any page.
+    cool_down(HOT_NODE, SILENT_NODE)
+    page.locator("#admission-banner").wait_for(state="hidden", timeout=20_000)
+    assert page.locator("#admission-banner p").count() == 0
 
 
 def test_it_shows_a_script_in_a_log_entry_as_text(site: dict[str, Any], browser: Any) -> None:

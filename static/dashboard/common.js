@@ -121,5 +121,56 @@ const Dash = (() => {
     return { text: get("--text"), muted: get("--muted"), border: get("--border"), accent: get("--accent"), ok: get("--ok"), warn: get("--warn"), bad: get("--bad") };
   }
 
-  return { el, socket, setStatus, getJSON, number, bytes, time, palette };
+  // --- Nodes and their admission: polled on every page, shown as a banner when one is soft or hard ---
+  const NODES_EVERY_MS = 10000;
+  const STALE_AFTER_MS = 60000; // a node's state is only as fresh as its sampler's latest sample
+  const EFFECT = {
+    soft: "new generation requests wait, and each model serves one at a time",
+    hard: "new generation requests are refused (503); those running finish",
+  };
+  const nodeListeners = [];
+  let latestNodes = null;
+
+  /** Call `listener(nodes)` with /api/nodes' nodes now (if known) and at every poll. */
+  function onNodes(listener) {
+    nodeListeners.push(listener);
+    if (latestNodes) listener(latestNodes);
+  }
+
+  function admissionLine(node) {
+    const admission = node.admission;
+    const seen = node.last_seen ? Date.parse(node.last_seen) : NaN;
+    const stale = Number.isNaN(seen) || Date.now() - seen > STALE_AFTER_MS ? ` No sample from this node since ${time(node.last_seen)}: its state may be out of date.` : "";
+    return el("p", { class: admission.state, "data-node": node.name },
+      el("span", { class: "state" }, `${node.name}: ${admission.state} admission`),
+      ` since ${time(admission.since)}: ${EFFECT[admission.state]}.`,
+      admission.reason ? ` ${admission.reason}.` : "",
+      stale);
+  }
+
+  function showAdmission(banner, nodes) {
+    const limited = nodes.filter((node) => node.admission && EFFECT[node.admission.state]);
+    banner.replaceChildren(...limited.map(admissionLine));
+    banner.className = limited.some((node) => node.admission.state === "hard") ? "banner hard" : "banner";
+    banner.hidden = !limited.length;
+  }
+
+  function watchNodes() {
+    const banner = document.getElementById("admission-banner");
+    if (!banner) return; // signed out: nothing to ask
+    async function poll() {
+      try {
+        latestNodes = (await getJSON(banner.dataset.nodesUrl)).nodes;
+      } catch {
+        return; // keep what is shown until the next poll answers
+      }
+      showAdmission(banner, latestNodes);
+      for (const listener of nodeListeners) listener(latestNodes);
+    }
+    poll();
+    setInterval(poll, NODES_EVERY_MS);
+  }
+  watchNodes();
+
+  return { el, socket, setStatus, getJSON, number, bytes, time, palette, onNodes };
 })();

@@ -122,6 +122,72 @@
     budgetsBox.replaceChildren(...cards);
   }
 
+  // --- Energy: tokens per joule per model over the last hour and day, beside its nodes' power modes ---
+  const HOUR_MS = 3600 * 1000;
+  const energyBody = document.querySelector("#energy-table tbody");
+  const energyUpdated = document.getElementById("energy-updated");
+  const powerModes = new Map(); // node -> its power mode now
+  let usageBuckets = null; // /api/usage by model and hour, last 24 hours
+
+  /** Joules and tokens per joule over several buckets: each bucket's tokens are its rate times its joules. */
+  function combine(buckets) {
+    let joules = 0;
+    let tokens = 0;
+    for (const bucket of buckets) {
+      if (bucket.energy_j === null) continue;
+      joules += bucket.energy_j;
+      tokens += bucket.tokens_per_joule * bucket.energy_j;
+    }
+    return joules > 0 ? { joules, perJoule: tokens / joules } : null;
+  }
+
+  const joulesText = (joules) => (joules >= 10000 ? `${number(joules / 1000, 1)} kJ` : `${number(joules, 1)} J`);
+
+  function showEnergy() {
+    if (!usageBuckets) return;
+    const nodesOf = new Map(); // model -> nodes whose supervisor runs it
+    for (const model of managed.values()) {
+      if (!nodesOf.has(model.id)) nodesOf.set(model.id, new Set());
+      nodesOf.get(model.id).add(model.node);
+    }
+    const recent = Date.now() - 2 * HOUR_MS; // an hour bucket that ends within the last hour overlaps it
+    const ids = new Set([...nodesOf.keys(), ...usageBuckets.filter((b) => b.energy_j !== null).map((b) => b.model)]);
+    const rows = [...ids].sort().map((id) => {
+      const buckets = usageBuckets.filter((b) => b.model === id);
+      const day = combine(buckets);
+      const hour = combine(buckets.filter((b) => Date.parse(b.bucket) > recent));
+      const nodes = [...(nodesOf.get(id) || [])].sort().map((node) => `${node} · ${powerModes.get(node) || "power mode unknown"}`);
+      return el("tr", { "data-model": id },
+        el("td", {}, id),
+        el("td", { class: "num" }, hour ? number(hour.perJoule, 2) : "–"),
+        el("td", { class: "num" }, day ? number(day.perJoule, 2) : "–"),
+        el("td", { class: "num" }, day ? joulesText(day.joules) : "–"),
+        el("td", {}, nodes.length ? nodes.join(", ") : "not managed: not measured"));
+    });
+    if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "5", class: "muted" }, "No managed model, and no request measured in the last day.")));
+    energyBody.replaceChildren(...rows);
+  }
+
+  async function refreshEnergy() {
+    const since = new Date(Date.now() - 24 * HOUR_MS).toISOString();
+    try {
+      const data = await Dash.getJSON(`${script.dataset.usageUrl}?group=hour&by=model&since=${encodeURIComponent(since)}`);
+      usageBuckets = data.data;
+      energyUpdated.textContent = `updated ${new Date().toLocaleTimeString()}`;
+    } catch (error) {
+      energyUpdated.textContent = `usage unavailable: ${error.message}`;
+      return;
+    }
+    showEnergy();
+  }
+  refreshEnergy();
+  setInterval(refreshEnergy, 60000);
+  Dash.onNodes((nodes) => {
+    powerModes.clear();
+    for (const node of nodes) powerModes.set(node.name, node.power_mode);
+    showEnergy();
+  });
+
   Dash.socket("/ws/models/", {
     statusNode: document.getElementById("managed-live"),
     onMessage(message) {
@@ -138,6 +204,7 @@
         return;
       }
       showManaged();
+      showEnergy();
     },
   });
 })();
