@@ -63,9 +63,9 @@ def generate(rows: int, path: Path = DB) -> None:
     columns = (
         "request_id, created, api_key_id, key_name, endpoint, method, model_requested, model_used, backend, status, "
         "error_type, error_message, stream, latency_ms, ttft_ms, prompt_tokens, completion_tokens, tokens_per_second, "
-        "client_ip, user_agent, client_gone, prompt_preview, completion_preview"
+        "client_ip, user_agent, client_gone, prompt_preview, completion_preview, error_code, energy_mj, energy_net_mj"
     )
-    sql = f"INSERT INTO gateway_requestlog ({columns}) VALUES ({', '.join('?' * 23)})"
+    sql = f"INSERT INTO gateway_requestlog ({columns}) VALUES ({', '.join('?' * 26)})"
 
     def row(n: int) -> tuple:
         created = start + timedelta(seconds=n * step)
@@ -76,6 +76,8 @@ def generate(rows: int, path: Path = DB) -> None:
         used = model if status in (200, 503) else ""
         latency = rng.lognormvariate(math.log(800), 0.8)
         prompt, completion = rng.randint(10, 2000), rng.randint(1, 800) if status == 200 else 0
+        # Served requests of two models in three have an energy (the others' nodes have no power sensor).
+        energy = latency * rng.uniform(4, 12) if used and status == 200 and MODELS.index(model) % 3 else None
         return (
             f"{n:032x}", created.strftime("%Y-%m-%d %H:%M:%S.%f"), key.id if status != 401 else None,
             key.name if status != 401 else "", "/v1/embeddings" if model == "qwen3-embed" else "/v1/chat/completions",
@@ -83,6 +85,7 @@ def generate(rows: int, path: Path = DB) -> None:
             "" if status == 200 else "rate_limit_error", "" if status == 200 else "Too many requests.",
             int(rng.random() < 0.5), latency, latency / 5, prompt, completion, completion / (latency / 1000 + 1e-9),
             f"192.168.1.{rng.randint(2, 250)}", "openai-python/1.54.0", int(rng.random() < 0.01), "", "",
+            "" if status == 200 else "rate_limit_exceeded", energy, energy and energy * 0.6,
         )  # fmt: skip
 
     began = time.perf_counter()
@@ -121,8 +124,9 @@ def main() -> None:
     from django.core.management import call_command
     from django.test import Client
 
-    from gateway import crypto, usage
+    from gateway import crypto
     from gateway.models import APIKey, RequestLog
+    from gateway.requestlog import usage
 
     if reuse:
         call_command("migrate", verbosity=0)
