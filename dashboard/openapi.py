@@ -14,7 +14,7 @@ from gateway import images, params, schemas
 from gateway.requestlog import usage
 from gateway.requestlog import views as logviews
 from monitor import views as monitorviews
-from monitor.models import ADMISSION_STATES
+from monitor.admission import HARD, NORMAL, SOFT
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 MODEL = {"$ref": "#/components/schemas/Model"}
@@ -144,8 +144,8 @@ READINESS = {
 NUMBER_OR_NULL = {"type": "number", "nullable": True}
 STRING_OR_NULL = {"type": "string", "nullable": True}
 ADMISSION_FIELDS = {
-    "state": {"type": "string", "enum": list(ADMISSION_STATES), "description": "normal; soft: new generation "
-              "requests wait, one at a time per backend; hard: they are refused (503)."},
+    "state": {"type": "string", "enum": [NORMAL, SOFT, HARD], "description": "normal; soft: new generation "
+              "requests wait, one at a time per model; hard: they are refused (503)."},
     "reason": {"type": "string", "description": "Why, with the figures (empty when normal)."},
     "since": {**STRING_OR_NULL, "description": "When the node entered this state."},
 }  # fmt: skip

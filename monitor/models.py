@@ -24,10 +24,6 @@ METRICS: dict[str, str] = {
     "slots_busy": "llama-server slots processing a request",
 }
 
-# A node's admission states, mildest first (monitor.admission decides them): new generation requests are admitted,
-# wait (soft: too hot), or are refused with 503 (hard: too hot, or over the power limit).
-ADMISSION_STATES = ("normal", "soft", "hard")
-
 
 class Node(models.Model):
     """A machine running a sampler; facts that rarely change live here, not on every sample."""

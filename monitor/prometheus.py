@@ -10,9 +10,11 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from gateway import metrics
 from gateway.lifecycle.prometheus import ManagedModels
-from monitor.models import ADMISSION_STATES, Node, Sample
+from monitor.admission import HARD, NORMAL, SOFT
+from monitor.models import Node, Sample
 
 FAMILIES = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily}
+ADMISSION_STATES = (NORMAL, SOFT, HARD)
 
 
 class Exposition:

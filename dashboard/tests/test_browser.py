@@ -258,7 +258,7 @@ def test_staff_load_and_unload_a_managed_model_and_see_its_state_live(
 
 HOT_NODE = "orin-hot"
 ENERGY_MODEL = "gemma-energy"
-HOT_REASON = "hottest zone gpu-thermal 91.5 °C ≥ ADMISSION_TEMP_HARD_C 90 °C"
+HOT_REASON = "gpu-thermal at 91.5 °C (limit 90 °C)"
 SILENT_NODE = "nano-silent"
 
 
@@ -270,7 +270,7 @@ def hot_node(site: dict[str, Any]) -> dict[str, Any]:
     now = timezone.now()
     Node.objects.create(name=HOT_NODE, power_mode="MAXN", admission_state="hard", admission_reason=HOT_REASON,
                         admission_since=now - timedelta(minutes=5), last_seen=now)  # fmt: skip
-    Node.objects.create(name=SILENT_NODE, admission_state="soft", admission_reason="cpu-thermal 82 °C ≥ 80 °C",
+    Node.objects.create(name=SILENT_NODE, admission_state="soft", admission_reason="cpu-thermal at 82 °C (limit 80 °C)",
                         admission_since=now - timedelta(minutes=15), last_seen=now - timedelta(minutes=10))  # fmt: skip
     register_model(ENERGY_MODEL, [], kind="chat", managed={"gguf_path": str(model_path()), "node": HOT_NODE})
     for minutes, tokens, energy_mj in ((10, 120, 40000.0), (180, 50, 50000.0), (20, 999, None)):

@@ -11,7 +11,7 @@ from tests.answers import answer_schema, conforms
 
 SINCE = datetime(2026, 11, 25, 10, 42, 7, tzinfo=UTC)
 SEEN = datetime(2026, 11, 25, 10, 43, 0, tzinfo=UTC)
-REASON = "board power 24.8 W over ADMISSION_POWER_LIMIT_W 20 W for 3 samples"
+REASON = "board power 24.8 W over the 20 W limit"
 
 
 def test_it_reports_each_nodes_admission_state(live_gateway: str, api_key: str) -> None:

@@ -13,7 +13,7 @@ from tests.scrape import parse, value
 
 TOKEN = "scrape-token-admission"
 SINCE = datetime(2026, 11, 25, 10, 42, 7, tzinfo=UTC)
-REASON = "hottest zone gpu-thermal 91.5 °C ≥ ADMISSION_TEMP_HARD_C 90 °C"
+REASON = "gpu-thermal at 91.5 °C (limit 90 °C)"
 
 
 def test_it_exposes_each_nodes_admission_state(db: None, settings: object) -> None:
