@@ -23,6 +23,7 @@ from django.utils import timezone
 from gateway import metrics
 from gateway.lifecycle.client import SupervisorConnection
 from gateway.models import RequestLog, Supervisor
+from gateway.requestlog import usage
 from monitor.admission import Decision
 from monitor.models import Node
 from monitor.power import PowerSampler
@@ -142,6 +143,12 @@ class NodeLink:
             if updated:
                 written.add(id(lease))
                 metrics.count_energy(lease.model, gross / 1000)
+        # A long request's row may sit in an hour whose usage is stored already: have that hour computed again.
+        horizon = timezone.now() - usage.GRACE
+        ids = [lease.request_id for lease in leases if id(lease) in written]
+        late = set(RequestLog.objects.filter(request_id__in=ids, created__lt=horizon).values_list("created", flat=True))
+        if late:
+            usage.forget(late)
         return written
 
     async def close(self) -> None:
