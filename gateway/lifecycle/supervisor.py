@@ -722,12 +722,15 @@ class NodeSupervisor:
             self._grant_waiters(model)
             await self._measure(model)
         elif not exit_code.done() and model.state == ModelState.STARTING:
-            self._fail(
-                model,
-                None,
-                f"llama-server for `{config.model_id}` was not ready within {settings.MODEL_LOAD_TIMEOUT:g} s",
-            )
+            # Stopped before it is marked failed: a failed model holds no process and no memory of the budget.
             await self._terminate(process)
+            await asyncio.wait([exit_code])
+            if model.state == ModelState.STARTING:
+                self._fail(
+                    model,
+                    None,
+                    f"llama-server for `{config.model_id}` was not ready within {settings.MODEL_LOAD_TIMEOUT:g} s",
+                )
         code = await exit_code
         self._exited(model, code)
 
