@@ -10,6 +10,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 import sqlite3
@@ -300,6 +301,57 @@ def interleaved(
         if result.errors:
             print(f"warning: {name}: {result.errors} failed requests (last: {result.last_error})", file=sys.stderr)
     return pooled
+
+
+# --- wrk: the C load generator, for the gateway's own cost (a Python client saturates long before daphne) ---
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50: float  # ms
+    p99: float  # ms
+
+
+def require_wrk() -> None:
+    if not shutil.which("wrk"):
+        sys.exit("wrk is missing: make setup-bench (apt-get install -y wrk)")
+
+
+def wrk_script(folder: Path, target: Target, body: bytes | str) -> Path:
+    """A wrk Lua script sending the target's method, headers and body."""
+    lines = [f"wrk.method = {json.dumps(target.method)}"]
+    if target.method != "GET":
+        text = body.decode() if isinstance(body, bytes) else body
+        lines.append(f"wrk.body = {json.dumps(text)}")
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in target.headers.items()]
+    script = folder / f"wrk-{abs(hash((target.url, target.method, body)))}.lua"
+    script.write_text("\n".join(lines) + "\n")
+    return script
+
+
+def _milliseconds(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, connections: int, seconds: float, script: Path) -> WrkResult:
+    """One wrk run with one thread; fails on any non-2xx answer or socket error."""
+    result = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+    )
+    out = result.stdout
+    if result.returncode != 0 or "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk against {url} failed:\n{out}\n{result.stderr}")
+
+    def latency(percent: int) -> float:
+        found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", out, flags=re.MULTILINE)
+        return _milliseconds(found.group(1), found.group(2))  # type: ignore[union-attr]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return WrkResult(rps, latency(50), latency(99))
 
 
 # --- figures ---

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -87,35 +84,14 @@ def __getattr__(name: str) -> Any:
 # --- the driver ----------------------------------------------------------------------------------------------------
 
 
-def _milliseconds(value: str, unit: str) -> float:
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
-def wrk(url: str, connections: int, seconds: int, script: Path) -> tuple[float, float]:
-    """(requests/s, p50 ms) of a wrk run POSTing the chat body; fails on any non-2xx answer or socket error."""
-    result = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 30,
-    )
-    out = result.stdout
-    if result.returncode != 0 or "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk against {url} failed:\n{out}\n{result.stderr}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", out, flags=re.MULTILINE)
-    return rps, _milliseconds(p50.group(1), p50.group(2))  # type: ignore[union-attr]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration at 32 connections (at 1: 3/5 of it)")
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        sys.exit("wrk is missing: make setup-bench (apt-get install -y wrk)")
+    from bench.common import Bench, require_wrk, wrk
 
-    from bench.common import Bench
+    require_wrk()
     from tests.live import start_daphne
 
     bench = Bench()  # only for its fake backend and the clean-up of what it starts
@@ -139,8 +115,8 @@ def main() -> None:
         for n in range(args.rounds):
             order = list(targets) if n % 2 == 0 else list(reversed(targets))
             for name in order:
-                figures[name]["rps"].append(wrk(targets[name], 32, args.seconds, script)[0])
-                figures[name]["p50"].append(wrk(targets[name], 1, max(1, round(args.seconds * 0.6)), script)[1])
+                figures[name]["rps"].append(wrk(targets[name], 32, args.seconds, script).rps)
+                figures[name]["p50"].append(wrk(targets[name], 1, max(1, round(args.seconds * 0.6)), script).p50)
     finally:
         bench.close()
 
