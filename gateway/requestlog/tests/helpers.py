@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.test import TestCase, TransactionTestCase
+from django.utils import timezone
 
 from gateway import requestlog
 from gateway.models import APIKey, RequestLog
-from gateway.requestlog import writer
+from gateway.requestlog import usage, writer
 
 
 def reset_writer() -> None:
@@ -27,6 +28,16 @@ def reset_writer() -> None:
 def make_row(created: datetime, **fields: Any) -> RequestLog:
     defaults: dict[str, Any] = {"request_id": "r", "endpoint": "/v1/chat/completions", "status": 200}
     return RequestLog.objects.create(created=created, **{**defaults, **fields})
+
+
+def today_both_ways(by: str) -> tuple[list[dict], list[dict]]:
+    """Today's (and the last four hours') daily usage by `by`, as the API answers it (the open day added up from
+    stored hours and rows) and as computed straight from the rows."""
+    now = timezone.now()
+    since = usage.floor(now - timedelta(hours=4), "day")
+    until = usage.next_start(usage.floor(now, "day"), "day")
+    computed = sorted(usage.compute(since, until, "day", by), key=lambda r: (r["start"], r["who"]))
+    return usage.usage(since, until, "day", by), usage._present(computed, by)
 
 
 class LogsTestMixin:

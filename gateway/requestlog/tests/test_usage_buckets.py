@@ -11,7 +11,7 @@ from django.utils import timezone
 from gateway import requestlog
 from gateway.models import UsageBucket
 from gateway.requestlog import usage
-from gateway.requestlog.tests.helpers import LogsTestCase, WriterTestCase, make_row
+from gateway.requestlog.tests.helpers import LogsTestCase, WriterTestCase, make_row, today_both_ways
 
 T0 = datetime(2026, 11, 5, 10, 0, tzinfo=UTC)
 DAY = (T0.replace(hour=0), T0.replace(hour=0) + timedelta(days=1))
@@ -50,13 +50,9 @@ class StoredBucketsTestCase(LogsTestCase):
             make_row(now - timedelta(minutes=17 * k), model_used="qwen" if k % 3 else "gemma", latency_ms=10.0 * k + 1,
                      status=500 if k % 5 == 0 else 200, prompt_tokens=k, completion_tokens=2 * k,
                      api_key=self.reader if k % 2 else None)  # fmt: skip
-        since = usage.floor(now - timedelta(hours=4), "day")
-        until = usage.next_start(usage.floor(now, "day"), "day")
         for by in usage.BY:
-            direct = usage._present(
-                sorted(usage.compute(since, until, "day", by), key=lambda r: (r["start"], r["who"])), by
-            )
-            self.assertEqual(usage.usage(since, until, "day", by), direct)
+            answered, direct = today_both_ways(by)
+            self.assertEqual(answered, direct)
             self.assertEqual(sum(d["requests"] for d in direct), 13)
 
     def test_pruning_drops_the_stored_buckets_it_affects(self) -> None:

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from gateway.models import UsageBucket
 from gateway.requestlog import usage
-from gateway.requestlog.tests.helpers import LogsTestCase, make_row
+from gateway.requestlog.tests.helpers import LogsTestCase, make_row, today_both_ways
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 QUERY = "since=2026-11-02T00:00:00Z&until=2026-11-03T00:00:00Z"
@@ -70,11 +70,7 @@ class UsageEnergyTestCase(LogsTestCase):
         for k in range(9):
             make_row(now - timedelta(minutes=23 * k), model_used="qwen" if k % 3 else "gemma", completion_tokens=k,
                      energy_mj=250.0 * k if k % 2 else None, api_key=self.reader if k % 2 else None)  # fmt: skip
-        since = usage.floor(now - timedelta(hours=4), "day")
-        until = usage.next_start(usage.floor(now, "day"), "day")
         for by in usage.BY:
-            direct = usage._present(
-                sorted(usage.compute(since, until, "day", by), key=lambda r: (r["start"], r["who"])), by
-            )
-            self.assertEqual(usage.usage(since, until, "day", by), direct)
+            answered, direct = today_both_ways(by)
+            self.assertEqual(answered, direct)
             self.assertAlmostEqual(sum(d["energy_j"] or 0 for d in direct), (250 + 750 + 1250 + 1750) / 1000)
