@@ -19,6 +19,7 @@ from django.conf import settings
 from monitor.collectors import files
 
 NORMAL, SOFT, HARD = "normal", "soft", "hard"
+OVERHEATED, POWER_LIMIT = "device_overheated", "power_limit"  # the error codes of a hard refusal
 POWER_READINGS = 3  # consecutive readings over the power limit that make it hard (and under it that end it)
 # Without limits of its own or trip points of the board: a Jetson throttles near 99 °C, plain PCs near 90-100 °C.
 FALLBACK_SOFT_C, FALLBACK_HARD_C = 80.0, 90.0
@@ -81,6 +82,17 @@ class Decision:
         return {"op": "admission", "state": self.state, "code": self.code, "reason": self.reason,
                 "retry_after": self.retry_after}  # fmt: skip
 
+    @classmethod
+    def of(cls, message: dict) -> Decision:
+        """The decision a supervisor is told (`message`'s inverse); a state it does not know reads as normal."""
+        state = message.get("state")
+        return cls(
+            state if state in (NORMAL, SOFT, HARD) else NORMAL,
+            str(message.get("code") or ""),
+            str(message.get("reason") or ""),
+            float(message.get("retry_after") or RETRY_AFTER_HEAT),
+        )
+
 
 class Admission:
     """Fed temperatures and power readings; says when the decision changes. Thread-safe enough for one feeder of
@@ -141,9 +153,9 @@ class Admission:
 
     def _decide(self) -> Decision | None:
         if self.heat == HARD:
-            decision = Decision(HARD, "device_overheated", self.heat_reason, RETRY_AFTER_HEAT)
+            decision = Decision(HARD, OVERHEATED, self.heat_reason, RETRY_AFTER_HEAT)
         elif self.power_hard:
-            decision = Decision(HARD, "power_limit", self.power_reason, RETRY_AFTER_POWER)
+            decision = Decision(HARD, POWER_LIMIT, self.power_reason, RETRY_AFTER_POWER)
         elif self.heat == SOFT:
             decision = Decision(SOFT, "device_hot", self.heat_reason, RETRY_AFTER_HEAT)
         else:

@@ -35,6 +35,7 @@ from django.utils import timezone
 from gateway import llama, upstream
 from gateway.lifecycle import estimate, memory, protocol
 from gateway.models import Backend, ManagedRuntime, ModelKind, ModelState, Supervisor
+from monitor.admission import HARD, OVERHEATED, SOFT, Decision
 
 logger = logging.getLogger(__name__)
 
@@ -57,34 +58,6 @@ class Refusal(Exception):
     def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.reply = protocol.refusal(status, code, message, retry_after)
-
-
-NORMAL, SOFT, HARD = "normal", "soft", "hard"
-
-
-@dataclass(frozen=True)
-class Admission:
-    """The device's admission state as its sampler decided it (monitor.admission): soft queues generation requests
-    one at a time per model, hard refuses them; embeddings are never held back."""
-
-    state: str = NORMAL
-    code: str = ""  # device_overheated or power_limit
-    reason: str = ""
-    retry_after: float = 10.0
-
-    @classmethod
-    def of(cls, message: dict[str, Any]) -> Admission:
-        state = message.get("state")
-        return cls(
-            state if state in (NORMAL, SOFT, HARD) else NORMAL,
-            str(message.get("code") or ""),
-            str(message.get("reason") or ""),
-            float(message.get("retry_after") or 10.0),
-        )
-
-    def refusal(self) -> Refusal:
-        return Refusal(503, self.code or "device_overheated", f"The device is shedding load: {self.reason}",
-                       self.retry_after)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -257,7 +230,7 @@ class NodeSupervisor:
         self.reschedule = False
         self.background: set[asyncio.Task] = set()
         self.stopping = False
-        self.admission = Admission()
+        self.admission = Decision()  # the device's, as its sampler decided it (monitor.admission)
 
     # --- life of the supervisor ---
 
@@ -416,7 +389,7 @@ class NodeSupervisor:
         if model is None:
             raise Refusal(503, "model_not_managed", f"backend {backend_id} is not a managed model of node {self.node}")
         if self._shed(model):
-            raise self.admission.refusal()
+            raise self._shedding()
         ready_on_arrival = model.state == ModelState.READY
         if ready_on_arrival and self._admits(model):
             self._grant(model, conn, lease)
@@ -532,6 +505,10 @@ class NodeSupervisor:
                 for message in messages:
                     conn.send(message)
 
+    def _shedding(self) -> Refusal:
+        a = self.admission
+        return Refusal(503, a.code or OVERHEATED, f"The device is shedding load: {a.reason}", a.retry_after)
+
     def _shed(self, model: Model) -> bool:
         return self.admission.state == HARD and not model.config.embeddings
 
@@ -539,7 +516,7 @@ class NodeSupervisor:
         """Whether a request may start now: under a soft limit, one generation at a time per model."""
         return self.admission.state != SOFT or model.config.embeddings or not model.in_flight
 
-    def set_admission(self, admission: Admission) -> None:
+    def set_admission(self, admission: Decision) -> None:
         if admission == self.admission:
             return
         logger.info("supervisor: admission %s (%s)", admission.state, admission.reason or "within limits")
@@ -548,7 +525,7 @@ class NodeSupervisor:
             if not model.waiters:
                 continue
             if self._shed(model):
-                self._refuse_waiters(model, admission.refusal())
+                self._refuse_waiters(model, self._shedding())
             elif model.state == ModelState.READY:
                 self._grant_waiters(model)
 
@@ -982,7 +959,7 @@ class NodeSupervisor:
             conn.send({"op": "in_flight", "n": self.generating(), "at": time.monotonic()})
             return
         if op == "admission":
-            self.set_admission(Admission.of(message))
+            self.set_admission(Decision.of(message))
             return
         backend = message.get("backend")
         operations: dict[str, Callable[[], Any]] = {

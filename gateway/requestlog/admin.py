@@ -14,6 +14,7 @@ from django.utils import timezone
 from gateway.models import RequestLog
 from gateway.requestlog import usage
 from gateway.requestlog.rows import PUBLIC_FIELDS
+from monitor.admission import OVERHEATED, POWER_LIMIT
 
 
 class StatusClassFilter(admin.SimpleListFilter):
@@ -36,7 +37,7 @@ class ErrorCodeFilter(admin.SimpleListFilter):
 
     title = "error code"
     parameter_name = "error_code"
-    ALWAYS = ("device_overheated", "power_limit")  # monitor.admission's refusals
+    ALWAYS = (OVERHEATED, POWER_LIMIT)  # monitor.admission's refusals
     RECENT_ROWS = 10_000
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
