@@ -167,8 +167,9 @@ def cold_start_ms(db_path: Path, request_id: str) -> float:
 
 
 async def run(args: argparse.Namespace, bench: LifecycleBench) -> None:
-    from gateway.lifecycle import client, estimate, memory
+    from gateway.lifecycle import estimate, memory
     from gateway.llama import free_port, model_path
+    from gateway.node import link as client
 
     gguf = str(model_path())
     for model in ("model-a", "model-b"):

@@ -15,8 +15,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from dashboard.access import acan_view
 from gateway import requestlog, service
 from gateway.errors import APIError
-from gateway.lifecycle import client as lifecycle
-from gateway.lifecycle import states
+from gateway.node import link, states
 from gateway.requestlog import RequestRecord
 
 logger = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ class ModelsConsumer(DashboardConsumer):
         snapshot = await database_sync_to_async(states.snapshot)()
         await self.send_json({"type": "snapshot", **snapshot, "staff": bool(user.is_staff)})
         for node in snapshot["nodes"]:
-            self.unwatch.append(lifecycle.connection(node["supervisor"]["address"]).watch(self.relay))
+            self.unwatch.append(link.connection(states.connect_to(node)).watch(self.relay))
 
     def relay(self, message: dict[str, Any]) -> None:
         if message.get("op") == "state":

@@ -15,8 +15,8 @@ from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
 
 from gateway import errors, ggufinfo
-from gateway.lifecycle import client as lifecycle
 from gateway.models import APIKey, Backend, LLMModel, Supervisor
+from gateway.node import link as lifecycle
 from gateway.requestlog import admin as _requestlog_admin  # noqa: F401 (registers the request log admin)
 
 
@@ -77,7 +77,7 @@ def _state_text(backend: Backend) -> str:
 def _operate(admin_: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[LLMModel], operation: str) -> None:
     """Ask each selected model's supervisor(s); a load is started, not waited for (the list shows its state)."""
     backends = Backend.objects.filter(model__in=queryset, managed=True).select_related("model")
-    addresses = {s.node: f"{s.host}:{s.port}" for s in Supervisor.objects.all()}
+    addresses = {s.node: lifecycle.address_of(s) for s in Supervisor.objects.all()}
     if not backends:
         admin_.message_user(request, "None of the selected models is managed.", messages.WARNING)
     for backend in backends:

@@ -10,6 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from gateway import crypto
+from gateway.node.identity import node_name
 
 
 class ModelKind(models.TextChoices):
@@ -69,7 +70,10 @@ class Backend(models.Model):
     base_url = models.URLField(blank=True, help_text="e.g. http://127.0.0.1:8081; empty for a managed backend.")
     weight = models.PositiveIntegerField(default=1)
     enabled = models.BooleanField(default=True)
-    api_key = models.CharField(max_length=200, blank=True, help_text="llama-server's --api-key, if it has one.")
+    api_key = models.CharField(
+        max_length=200, blank=True,
+        help_text="An external llama-server's --api-key, if it has one (a managed one gets a new random key at each start).",
+    )  # fmt: skip
     max_concurrent = models.PositiveIntegerField(
         default=0, help_text="Requests in flight at once from this process; 0 means no limit."
     )
@@ -129,8 +133,6 @@ class Backend(models.Model):
 
     def fill_node(self) -> None:
         if not self.node:
-            from monitor.sampler import node_name
-
             self.node = node_name()
 
     def save(self, *args: Any, **kwargs: Any) -> None:
@@ -159,6 +161,9 @@ class ManagedRuntime(models.Model):
     estimated_bytes = models.BigIntegerField(null=True, blank=True, help_text="From the GGUF header.")
     estimate_detail = models.JSONField(default=dict, blank=True, help_text="weights, kv, compute (bytes).")
     measured_bytes = models.BigIntegerField(null=True, blank=True, help_text="Seen once ready; preferred next time.")
+    peak_bytes = models.BigIntegerField(null=True, blank=True, help_text="The most it was seen holding (VmHWM + GPU).")
+    reserved_bytes = models.BigIntegerField(null=True, blank=True, help_text="What the budget counts for it.")
+    oom_kills = models.PositiveIntegerField(default=0, help_text="Times the OOM killer ended it (recent ones).")
     measured_for = models.CharField(
         max_length=64, blank=True, help_text="Digest of the command line the measurement belongs to."
     )
@@ -182,7 +187,8 @@ class Supervisor(models.Model):
 
     node = models.CharField(max_length=100, unique=True)
     host = models.CharField(max_length=255)
-    port = models.PositiveIntegerField()
+    port = models.PositiveIntegerField(help_text="Its TCP port, for other nodes' gateways; 0 while not listening.")
+    socket = models.CharField(max_length=200, blank=True, help_text="Its Unix socket, for this node's gateways.")
     pid = models.PositiveIntegerField(null=True)
     started = models.DateTimeField(default=timezone.now)
     heartbeat = models.DateTimeField(default=timezone.now)

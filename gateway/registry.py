@@ -7,7 +7,7 @@ from typing import Any
 from django.db import transaction
 
 from gateway.models import Backend, LLMModel
-from monitor.sampler import node_name
+from gateway.node.identity import node_name
 
 
 @transaction.atomic

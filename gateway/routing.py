@@ -13,6 +13,7 @@ from django.conf import settings
 from gateway import errors
 from gateway.dbsync import db_sync
 from gateway.models import Backend, LLMModel, Supervisor
+from gateway.node import link
 from gateway.upstream import Target
 
 
@@ -24,7 +25,7 @@ class BackendInfo:
     max_concurrent: int
     managed: bool = False
     node: str = ""
-    supervisor: str = ""  # host:port of the node's supervisor, for a managed backend
+    supervisor: str = ""  # how to reach the node's supervisor (gateway.node.link.address), for a managed backend
 
 
 @dataclass
@@ -65,7 +66,7 @@ def _backend_info(backend: Backend, supervisors: dict[str, str]) -> BackendInfo:
 
 def _load_registry() -> dict[str, ModelInfo]:
     entries: dict[str, ModelInfo] = {}
-    supervisors = {s.node: f"{s.host}:{s.port}" for s in Supervisor.objects.all()}
+    supervisors = {s.node: link.address_of(s) for s in Supervisor.objects.all()}
     for model in LLMModel.objects.enabled().prefetch_related("backends"):
         info = ModelInfo(
             id=model.id,

@@ -18,8 +18,8 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from gateway import assemble, errors, images, limits, prompts, routing, schemas, upstream
-from gateway.lifecycle import client as lifecycle
 from gateway.models import APIKey, ModelKind, PromptFormat
+from gateway.node import link as lifecycle
 from gateway.requestlog import RequestRecord
 from gateway.routing import ModelInfo
 

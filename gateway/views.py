@@ -18,8 +18,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from gateway import auth, errors, requestlog, routing, service, upstream
 from gateway.dbsync import db_sync
-from gateway.lifecycle import states
 from gateway.models import APIKey
+from gateway.node import states
 from gateway.requestlog import RequestRecord
 from monitor.models import Node
 

@@ -232,12 +232,23 @@ except ValueError:
 MODEL_MEMORY_RESERVE_MB = env.int("MODEL_MEMORY_RESERVE_MB", default=1024)
 # Seconds between SIGTERM and SIGKILL when a llama-server is stopped.
 MODEL_STOP_GRACE = env.float("MODEL_STOP_GRACE", default=10.0)
+# Seconds a supervisor told to stop (SIGTERM) lets generations in flight finish before it stops their models; with
+# MODEL_STOP_GRACE it must fit in the supervisor unit's TimeoutStopSec (45 s).
+SUPERVISOR_DRAIN_SECONDS = env.float("SUPERVISOR_DRAIN_SECONDS", default=20.0)
+# The supervisor's Unix socket, which this node's gateway processes use (in a folder only the service user can open).
+SUPERVISOR_SOCKET = Path(env.str("SUPERVISOR_SOCKET", default=str(VAR_DIR / "run" / "supervisor.sock")))
+# Bytes of a managed llama-server's log (VAR_DIR/llama/<model>.log) before it is rotated (two older files are kept).
+LLAMA_LOG_MAX_BYTES = env.int("LLAMA_LOG_MAX_BYTES", default=10 * 1024 * 1024)
 # Seconds a model whose llama-server failed to load refuses requests before it is tried again.
 MODEL_FAILED_RETRY_SECONDS = env.float("MODEL_FAILED_RETRY_SECONDS", default=60.0)
 if MODEL_QUEUE_LENGTH < 1 or MODEL_LOAD_TIMEOUT <= 0 or MODEL_STOP_GRACE < 0 or MODEL_IDLE_TTL < 0:
     raise ImproperlyConfigured(
         "MODEL_QUEUE_LENGTH and MODEL_LOAD_TIMEOUT must be positive, MODEL_STOP_GRACE and MODEL_IDLE_TTL not negative"
     )
+if SUPERVISOR_DRAIN_SECONDS < 0 or LLAMA_LOG_MAX_BYTES < 64 * 1024:
+    raise ImproperlyConfigured("SUPERVISOR_DRAIN_SECONDS must not be negative and LLAMA_LOG_MAX_BYTES at least 64 KiB")
+# PLACEHOLDER (merged from another branch): admission staleness.
+ADMISSION_STALE_SECONDS = env.float("ADMISSION_STALE_SECONDS", default=10.0)
 if MODEL_MEMORY_BUDGET_MB is not None and not MODEL_MEMORY_BUDGET_MB > 0:
     raise ImproperlyConfigured("MODEL_MEMORY_BUDGET_MB must be a positive number of MiB (or empty)")
 

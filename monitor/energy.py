@@ -21,8 +21,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from gateway import metrics
-from gateway.lifecycle.client import SupervisorConnection
 from gateway.models import RequestLog, Supervisor
+from gateway.node.link import SupervisorConnection, address_of
 from gateway.requestlog import usage
 from monitor.admission import Decision
 from monitor.models import Node
@@ -69,8 +69,8 @@ class NodeLink:
             self.unwatch = self.connection.watch(self.heard)
 
     def _address(self) -> str | None:
-        row = Supervisor.objects.filter(node=self.node).values_list("host", "port").first()
-        return f"{row[0]}:{row[1]}" if row else None
+        row = Supervisor.objects.filter(node=self.node).first()
+        return address_of(row) if row else None
 
     def heard(self, message: dict[str, Any]) -> None:
         op = message.get("op")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -15,6 +14,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from gateway.models import Backend, ModelState, Supervisor
+from gateway.node.identity import node_name
+from gateway.node.link import known_key
 from monitor.collectors.jetson import JetsonCollector
 from monitor.collectors.linux import LinuxCollector
 from monitor.collectors.llama import LlamaCollector, Target
@@ -30,10 +31,6 @@ GROUP = "metrics"
 
 class Collector(Protocol):
     def collect(self) -> dict: ...
-
-
-def node_name() -> str:
-    return settings.MONITOR_NODE_NAME or socket.gethostname()
 
 
 def default_collectors() -> list[Collector]:
@@ -99,9 +96,10 @@ def enabled_backends() -> list[Target]:
     targets = [Target(url, model, api_key) for url, model, api_key in rows]
     hosts = dict(Supervisor.objects.values_list("node", "host"))
     running = Backend.objects.filter(enabled=True, model__enabled=True, managed=True, runtime__state=ModelState.READY)
-    for node, port, model, api_key in running.values_list("node", "runtime__port", "model__model_id", "api_key"):
+    for backend, node, port, model in running.values_list("id", "node", "runtime__port", "model__model_id"):
         if node in hosts and port:
-            targets.append(Target(f"http://{hosts[node]}:{port}", model, api_key))
+            # Its key is its supervisor's to give: known once this process is linked to it (monitor.energy).
+            targets.append(Target(f"http://{hosts[node]}:{port}", model, known_key(backend)))
     return targets
 
 

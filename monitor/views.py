@@ -16,9 +16,9 @@ from rest_framework.views import APIView
 
 from gateway import errors, params
 from gateway.auth import MonitoringScope, bearer_token
+from gateway.node.identity import node_name
 from monitor import prometheus
 from monitor.models import METRICS, Node, Sample, series
-from monitor.sampler import node_name
 
 NODE = params.Param("node", "Node name (default: this machine's node, else the one that reported last).")
 

@@ -7,9 +7,9 @@ import pytest
 from channels.db import database_sync_to_async
 
 from dashboard.tests.conftest import connect, next_matching
-from gateway.lifecycle import client
 from gateway.lifecycle.tests.conftest import RunningSupervisor
 from gateway.models import Backend
+from gateway.node import link as client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

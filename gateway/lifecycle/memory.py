@@ -1,39 +1,39 @@
-"""The node's memory budget for models, and what a running llama-server really uses.
+"""The node's memory for models, read again at every decision, and what a running llama-server really holds.
 
-Budget: MODEL_MEMORY_BUDGET_MB when set; on a discrete NVIDIA card the GPU's free memory (nvidia-smi); otherwise
-(unified memory: a Jetson, whose CUDA free-memory figure is wrong, or a CPU-only machine) MemAvailable minus
-MODEL_MEMORY_RESERVE_MB. It is measured once, when the supervisor starts, before it starts any model.
+Budget: MODEL_MEMORY_BUDGET_MB when set; on a discrete NVIDIA card the GPU's free memory when the supervisor starts
+(nvidia-smi); otherwise (unified memory: a Jetson, whose CUDA free-memory figure is wrong, or a CPU-only machine)
+none of its own. On unified memory the budget is also capped, at each decision, by what the models could hold now:
+MemAvailable less MODEL_MEMORY_RESERVE_MB, plus what the supervisor's own processes hold (MemAvailable already
+leaves them out). A camera pipeline, ROS or a browser that takes memory shrinks it; when they let go it grows back.
 
 Measured: llama-server logs the size of every buffer it allocates (`-lv 4`); host buffers (CPU, CPU_Mapped,
-CUDA_Host, …) live in the process's RSS, device buffers (CUDA0 …) do not, so a model uses RSS + device buffers.
+CUDA_Host, …) live in the process's resident memory, device buffers (CUDA0 …) do not, so a model holds its peak
+resident size (VmHWM) plus its device buffers.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 from django.conf import settings
 
+from gateway.lifecycle.machine import Cap
 from monitor.collectors.files import meminfo
 from monitor.collectors.nvidia import NvidiaCollector
 
 MIB = 1024 * 1024
+KIB = 1024
 # "load_tensors:   CPU_Mapped model buffer size =   235.16 MiB", "llama_kv_cache:  CUDA0 KV buffer size = 6.00 MiB"
 BUFFER_LINE = re.compile(r"\b(\S+)\s+(model|KV|compute|output|RS)\s+buffer size\s*=\s*([\d.]+)\s*MiB")
 
 
-@dataclass(frozen=True)
-class Budget:
-    total: int
-    source: str
-
-
-def node_budget() -> Budget:
+def cap() -> Cap:
+    """The budget's configured part, decided once when the supervisor starts."""
     if settings.MODEL_MEMORY_BUDGET_MB:
-        return Budget(int(settings.MODEL_MEMORY_BUDGET_MB * MIB), "MODEL_MEMORY_BUDGET_MB")
+        return Cap(int(settings.MODEL_MEMORY_BUDGET_MB * MIB), True, "MODEL_MEMORY_BUDGET_MB")
     if not (Path(settings.MONITOR_ETC_ROOT) / "nv_tegra_release").exists():
         cards = NvidiaCollector().collect().get("gpus") or []
         free = [
@@ -42,13 +42,50 @@ def node_budget() -> Budget:
             if gpu["memory_total"] and gpu["memory_used"] is not None
         ]
         if free:
-            return Budget(sum(free), f"free memory of {len(free)} NVIDIA GPU(s) (nvidia-smi)")
-    available = meminfo(Path(settings.MONITOR_PROC_ROOT)).get("MemAvailable", 0)
-    reserve = settings.MODEL_MEMORY_RESERVE_MB * MIB
-    return Budget(
-        max(available - reserve, 0),
-        f"MemAvailable {available // MIB} MiB - reserve {reserve // MIB} MiB (unified memory)",
-    )
+            return Cap(sum(free), False, f"free memory of {len(free)} NVIDIA GPU(s) (nvidia-smi)")
+    return Cap(None, True, f"MemAvailable - reserve {settings.MODEL_MEMORY_RESERVE_MB} MiB (unified memory)")
+
+
+def available_for_models(pids: Iterable[int]) -> int | None:
+    """What the models could hold now: MemAvailable less the reserve, plus what our processes hold already."""
+    available = meminfo(Path(settings.MONITOR_PROC_ROOT)).get("MemAvailable")
+    if available is None:
+        return None
+    ours = sum(resident(pid) or 0 for pid in pids)
+    return max(available - settings.MODEL_MEMORY_RESERVE_MB * MIB + ours, 0)
+
+
+def _status(pid: int, name: str) -> int | None:
+    """A size field of /proc/<pid>/status (VmRSS, VmHWM), in bytes."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(name.encode() + b":"):
+                    return int(line.split()[1]) * KIB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def resident(pid: int) -> int | None:
+    return _status(pid, "VmRSS")
+
+
+def peak_resident(pid: int) -> int | None:
+    """The most the process has held resident since it started (VmHWM): what a budget must cover."""
+    return _status(pid, "VmHWM")
+
+
+def oom_kills() -> int:
+    """The kernel's count of processes its OOM killer has killed since boot (/proc/vmstat), 0 when unreadable."""
+    try:
+        with open(Path(settings.MONITOR_PROC_ROOT) / "vmstat", "rb") as vmstat:
+            for line in vmstat:
+                if line.startswith(b"oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return 0
 
 
 @dataclass(frozen=True)
@@ -98,16 +135,5 @@ def parse_buffers(log_text: str) -> Buffers | None:
 
 
 def process_rss(pid: int) -> int | None:
-    try:
-        return psutil.Process(pid).memory_info().rss
-    except (psutil.Error, OSError):
-        return None
-
-
-def measured_use(pid: int, log_text: str) -> int | None:
-    """What a ready llama-server uses: its RSS plus the device buffers its log reports."""
-    rss = process_rss(pid)
-    if rss is None:
-        return None
-    buffers = parse_buffers(log_text)
-    return rss + (buffers.device if buffers else 0)
+    """Kept for the estimate's test: the process's resident size now."""
+    return resident(pid)

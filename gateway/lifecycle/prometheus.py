@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from gateway.lifecycle import states
-from gateway.models import ModelState
+from gateway.node import states
+from gateway.node.snapshot import SHOWN_STATES
 
 
 class ManagedModels:
@@ -17,7 +17,8 @@ class ManagedModels:
         labels = ["node", "model"]
         state = GaugeMetricFamily(
             "jetson_model_state",
-            "1 for the managed model's current state (stopped, starting, ready, stopping, failed), 0 for the others.",
+            "1 for the managed model's current state (stopped, starting, ready, stopping, failed; unknown while its "
+            "supervisor is gone), 0 for the others.",
             labels=[*labels, "state"],
         )
         estimated = GaugeMetricFamily(
@@ -35,7 +36,7 @@ class ManagedModels:
         )
         for model in snapshot["data"]:
             names = [model["node"], model["id"]]
-            for name in ModelState.values:
+            for name in SHOWN_STATES:
                 state.add_metric([*names, name], int(model["state"] == name))
             for family, value in ((estimated, model["memory"]["estimated_bytes"]),
                                   (measured, model["memory"]["measured_bytes"]),

@@ -13,8 +13,9 @@ from django.views.decorators.csrf import csrf_exempt
 from dashboard.access import acan_view
 from gateway import auth, errors
 from gateway.dbsync import db_sync
-from gateway.lifecycle import client, states
 from gateway.models import APIKey, Backend, Supervisor
+from gateway.node import link as client
+from gateway.node import states
 
 OPERATIONS = ("load", "unload", "restart")
 
@@ -66,7 +67,7 @@ def _target(model_id: str, node: str) -> tuple[Backend, str]:
     if len(found) > 1:
         raise errors.invalid(f"`{model_id}` is managed on several nodes: name one with ?node=", param="node")
     supervisor = Supervisor.objects.filter(node=found[0].node).first()
-    return found[0], f"{supervisor.host}:{supervisor.port}" if supervisor else ""
+    return found[0], client.address_of(supervisor) if supervisor else ""
 
 
 @csrf_exempt  # checked in _refusal for sessions only: API keys carry no cookie to forge

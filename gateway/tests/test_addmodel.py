@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from gateway.models import Backend, LLMModel
-from monitor.sampler import node_name
+from gateway.node.identity import node_name
 
 pytestmark = pytest.mark.django_db
 

@@ -19,13 +19,14 @@ import httpx
 import psutil
 import pytest
 
-from gateway.lifecycle import client, estimate
+from gateway.lifecycle import estimate
 from gateway.llama import model_path
 from gateway.models import Supervisor
+from gateway.node import link as client
+from gateway.node.identity import node_name
 from gateway.registry import register_model
 from gateway.tests.conftest import api_key  # noqa: F401 (a fixture)
 from monitor.models import Node
-from monitor.sampler import node_name
 from monitor.tests.jetson_tree import orin_nano_chip, orin_nano_jetpack6, set_rail, write
 from tests.live import ARTIFACTS, ROOT, database_url, stop_process
 
@@ -88,7 +89,7 @@ def start_supervisor(var_dir: Path, env: dict[str, str], timeout: float = 60) ->
             raise RuntimeError(f"the supervisor exited with code {process.returncode}: see {log.name}")
         row = Supervisor.objects.filter(node=node_name(), pid=process.pid).first()
         if row is not None:
-            return RunningSupervisor(process, f"{row.host}:{row.port}", var_dir)
+            return RunningSupervisor(process, client.address_of(row), var_dir)
         time.sleep(0.1)
     stop_process(process)
     raise RuntimeError(f"the supervisor did not record its address within {timeout:.0f} s: see {log.name}")

@@ -14,9 +14,9 @@ import pytest
 
 from gateway.lifecycle.tests.conftest import RunningSampler, RunningSupervisor, register_managed
 from gateway.models import RequestLog
+from gateway.node.identity import node_name
 from gateway.tests.conftest import post
 from monitor.models import IdlePower, Node
-from monitor.sampler import node_name
 
 MODEL = "energy-model"
 WITHIN = 0.05  # the bound: 5 %

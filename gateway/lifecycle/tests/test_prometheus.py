@@ -8,9 +8,9 @@ import time
 
 from django.test import Client, override_settings
 
-from gateway.lifecycle import client
 from gateway.lifecycle.tests.conftest import BUDGET_FOR_ONE_MB, RunningSupervisor
 from gateway.models import Backend, Supervisor
+from gateway.node import link as client
 from monitor.sampler import enabled_backends
 from tests.scrape import parse, value
 

@@ -9,9 +9,10 @@ import time
 
 import psutil
 
-from gateway.lifecycle import client, protocol
 from gateway.lifecycle.tests.conftest import RunningSupervisor
-from gateway.models import Backend, ManagedRuntime
+from gateway.models import Backend, ManagedRuntime, Supervisor
+from gateway.node import link as client
+from gateway.node import protocol
 
 
 def load(supervisor: RunningSupervisor, model_id: str) -> int:
@@ -37,25 +38,27 @@ def gone_within(pid: int, limit: float) -> bool:
     return True
 
 
-async def hello(address: str, token: str) -> dict | None:
+async def hello(address: str, proof: str) -> dict | None:
+    """Answer the supervisor's challenge (over TCP) with `proof`; its answer."""
     host, _, port = address.rpartition(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
-        await protocol.read(reader)  # the challenge
-        writer.write(protocol.encode({"op": "hello", "token": token}))
-        return await protocol.read(reader)
+        await protocol.read_plain(reader)  # the challenge
+        writer.write(protocol.plain({"op": "hello", "nonce": protocol.new_nonce(), "proof": proof}))
+        return await protocol.read_plain(reader)
     finally:
         writer.close()
 
 
-def test_a_connection_without_the_right_token_is_refused(
+def test_a_connection_without_the_right_proof_is_refused(
     two_models: tuple[str, str], supervisor: RunningSupervisor
 ) -> None:
-    answer = asyncio.run(hello(supervisor.address, "0" * 64))
+    row = Supervisor.objects.get(pid=supervisor.process.pid)
+    answer = asyncio.run(hello(client.tcp_address(row.host, row.port), "0" * 64))
 
     assert answer is not None and answer["op"] == "error"
-    assert "bad token" in answer["message"]
-    assert asyncio.run(client.command(supervisor.address, "status"))["ok"]  # the right token is welcome
+    assert "bad proof" in answer["message"]
+    assert asyncio.run(client.command(supervisor.address, "status"))["ok"]  # the right proof is welcome
 
 
 def test_sigterm_stops_every_model_and_records_them_stopped(

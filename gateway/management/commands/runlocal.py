@@ -17,8 +17,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from gateway import ggufinfo, llama
 from gateway.models import APIKey, ModelKind, Supervisor
+from gateway.node.identity import node_name
 from gateway.registry import register_model
-from monitor.sampler import node_name
 
 SUPERVISOR_START_TIMEOUT = 60.0
 

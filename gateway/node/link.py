@@ -1,8 +1,13 @@
-"""The gateway process's side of the supervisor: one persistent connection per supervisor (per event loop), so that
-asking for a model costs one local round trip, and a mirror of the states it pushes.
+"""A gateway process's link to a node's supervisor: one persistent connection per supervisor (per event loop), so
+that asking for a model costs one local round trip, and a mirror of the states it pushes.
 
-`lease()` is what the request path uses: the model's URL for the time of one upstream call, given back however the
-call ends (a client that leaves while the model loads leaves its queue).
+Every wait is bounded: connecting and the handshake by protocol.HANDSHAKE_TIMEOUT, a supervisor that goes silent
+(stopped, hung, its host gone with the connection open) by protocol.CLIENT_SILENCE — pings flow both ways every
+second — and a reply by the call's own bound. A request whose supervisor does not answer gets a 503 within seconds;
+a request queued behind a legitimate cold load waits for it, up to MODEL_LOAD_TIMEOUT.
+
+`lease()` is what the request path uses: the model's URL and key for the time of one upstream call, given back
+however the call ends (a client that leaves while the model loads leaves its queue).
 """
 
 from __future__ import annotations
@@ -11,21 +16,28 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+
 from gateway import errors
-from gateway.lifecycle import protocol
+from gateway.node import protocol
+from gateway.node.identity import node_name
 from gateway.upstream import Target
 
 if TYPE_CHECKING:
+    from gateway.models import Supervisor
     from gateway.routing import BackendInfo
 
 logger = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT = 2.0
 KEEP_EVERY = 2.0  # seconds between reconnection attempts for watchers
+COMMAND_TIMEOUT = 10.0  # seconds an operator's status, or a load or unload without waiting, may take
+REPLY_MARGIN = 5.0  # seconds a waiting call allows beyond the supervisor's own bound
 Listener = Callable[[dict[str, Any]], None]
 
 
@@ -61,21 +73,39 @@ def unavailable(node: str, address: str, reason: object) -> Refused:
     )  # fmt: skip
 
 
+def tcp_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def address(node: str, tcp: str, socket: str | None) -> str:
+    """How this process reaches a node's supervisor: its Unix socket when it runs on this node (only the service
+    user can open it), otherwise TCP ("host:port")."""
+    if socket and node == node_name() and os.path.exists(socket):
+        return f"unix:{socket}"
+    return tcp
+
+
+def address_of(supervisor: Supervisor) -> str:
+    return address(supervisor.node, tcp_address(supervisor.host, supervisor.port), supervisor.socket)
+
+
 class SupervisorConnection:
     """One connection to one supervisor; reconnects on the next call after it drops."""
 
     def __init__(self, address: str) -> None:
         self.address = address
-        host, _, port = address.rpartition(":")
-        self.host, self.port = host.strip("[]"), int(port)
         self.node = ""
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.session: protocol.Session | None = None
         self.pending: dict[int, asyncio.Future] = {}
         self.ids = itertools.count(1)
         self.connecting = asyncio.Lock()
         self.reading: asyncio.Task | None = None
+        self.pinging: asyncio.Task | None = None
+        self.heard = 0.0
         self.models: dict[int, dict[str, Any]] = {}  # the mirror: backend id → state, as last pushed
+        self.keys: dict[int, str] = {}  # backend id → its running process's key
         self.budget: dict[str, Any] = {}
         self.listeners: set[Listener] = set()
         self.keeping: asyncio.Task | None = None
@@ -84,53 +114,96 @@ class SupervisorConnection:
     def connected(self) -> bool:
         return self.writer is not None and not self.writer.is_closing()
 
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.address.startswith("unix:"):
+            return await asyncio.open_unix_connection(self.address[5:])
+        host, _, port = self.address.rpartition(":")
+        return await asyncio.open_connection(host.strip("[]"), int(port))
+
     async def connect(self) -> None:
         async with self.connecting:
             if self.connected:
                 return
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, limit=protocol.MAX_LINE), CONNECT_TIMEOUT
-            )
+            reader, writer = await asyncio.wait_for(self._open(), protocol.HANDSHAKE_TIMEOUT)
             try:
-                challenge = await asyncio.wait_for(protocol.read(reader), CONNECT_TIMEOUT)
-                if not challenge or challenge.get("op") != "challenge":
-                    raise SupervisorUnavailable("it did not send its challenge")
-                writer.write(protocol.encode({"op": "hello", "token": protocol.token(str(challenge.get("nonce")))}))
-                welcome = await asyncio.wait_for(protocol.read(reader), CONNECT_TIMEOUT)
-                if not welcome or welcome.get("op") != "welcome":
-                    raise SupervisorUnavailable((welcome or {}).get("message") or "it closed the connection")
+                session, welcome = await self._handshake(reader, writer)
             except BaseException:
                 writer.close()
                 raise
-            self.reader, self.writer, self.node = reader, writer, str(welcome.get("node", ""))
+            self.reader, self.writer, self.session = reader, writer, session
+            self.node = str(welcome.get("node", ""))
+            self.heard = time.monotonic()
             self._mirror(welcome.get("models") or [], welcome.get("budget") or {})
-            self.reading = asyncio.ensure_future(self._read(reader))
+            self.reading = asyncio.ensure_future(self._read(reader, session))
+            self.pinging = asyncio.ensure_future(self._ping())
             self._notify({"op": "connected", "node": self.node})
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
+    async def _handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[protocol.Session, dict[str, Any]]:
+        """Prove ourselves, and have the supervisor prove itself before anything else is said."""
+        challenge = await protocol.read_plain(reader)
+        if not challenge or challenge.get("op") != "challenge":
+            raise SupervisorUnavailable("it did not send its challenge")
+        server_nonce, client_nonce = str(challenge.get("nonce") or ""), protocol.new_nonce()
+        proof = protocol.proof("client", server_nonce, client_nonce)
+        writer.write(protocol.plain({"op": "hello", "nonce": client_nonce, "proof": proof}))
+        answer = await protocol.read_plain(reader)
+        if not answer or answer.get("op") != "proven":
+            raise SupervisorUnavailable((answer or {}).get("message") or "it closed the connection")
+        if len(server_nonce) < 16 or not protocol.proof_matches(
+            "server", server_nonce, client_nonce, answer.get("proof")
+        ):
+            raise SupervisorUnavailable(
+                "it could not prove it holds this installation's SECRET_KEY: not our supervisor"
+            )
+        session = protocol.Session("client", server_nonce, client_nonce)
+        welcome = await asyncio.wait_for(session.read(reader), protocol.HANDSHAKE_TIMEOUT)
+        if not welcome or welcome.get("op") != "welcome":
+            raise SupervisorUnavailable("it sent no welcome")
+        return session, welcome
+
+    async def _read(self, reader: asyncio.StreamReader, session: protocol.Session) -> None:
         try:
-            while (message := await protocol.read(reader)) is not None:
-                if message.get("op") == "reply":
+            while (message := await session.read(reader)) is not None:
+                self.heard = time.monotonic()
+                op = message.get("op")
+                if op == "reply":
                     future = self.pending.pop(message.get("id"), None)  # type: ignore[arg-type]
                     if future is not None and not future.done():
                         future.set_result(message)
-                elif message.get("op") == "state":
+                elif op == "state":
+                    if message.get("key") is not None:
+                        self.keys[message["model"]["backend"]] = message["key"]
                     self._mirror([message["model"]], message.get("budget") or {})
-                else:
+                elif op != "ping":
                     self._notify(message)  # what a subscriber asked to be told (the sampler: requests in flight)
         except (ConnectionError, protocol.ProtocolError) as exc:
             logger.warning("supervisor %s: %s", self.address, exc)
         finally:
-            self._lost()
+            self._lost("the connection was lost")
 
-    def _lost(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.writer = None
+    async def _ping(self) -> None:
+        """Ping every second; a supervisor silent for CLIENT_SILENCE is gone: every call waiting on it fails."""
+        while self.connected:
+            await asyncio.sleep(protocol.PING_EVERY)
+            if time.monotonic() - self.heard > protocol.CLIENT_SILENCE:
+                logger.warning("supervisor %s: silent for %g s: dropped", self.address, protocol.CLIENT_SILENCE)
+                self._lost(f"it was silent for {protocol.CLIENT_SILENCE:g} s")
+                return
+            self.send({"op": "ping"})
+
+    def _lost(self, reason: str) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        self.writer = self.session = None
+        if self.reading is not None and self.reading is not asyncio.current_task():
+            self.reading.cancel()
         pending, self.pending = self.pending, {}
         for future in pending.values():
             if not future.done():
-                future.set_exception(SupervisorUnavailable("the connection was lost"))
+                future.set_exception(SupervisorUnavailable(reason))
         self._notify({"op": "disconnected", "node": self.node})
 
     def _mirror(self, models: list[dict[str, Any]], budget: dict[str, Any]) -> None:
@@ -148,25 +221,24 @@ class SupervisorConnection:
             except Exception:
                 logger.exception("supervisor listener failed")
 
-    async def call(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send a request and wait for its reply (a cancelled wait leaves the reply unread)."""
+    async def call(self, message: dict[str, Any], timeout: float = COMMAND_TIMEOUT) -> dict[str, Any]:
+        """Send a request and wait for its reply, at most `timeout` seconds (a cancelled wait leaves it unread)."""
         if not self.connected:
             await self.connect()
         message_id = next(self.ids)
         future = asyncio.get_running_loop().create_future()
         self.pending[message_id] = future
-        assert self.writer is not None
-        self.writer.write(protocol.encode({**message, "id": message_id}))
+        self.send({**message, "id": message_id})
         try:
-            return await future
+            return await asyncio.wait_for(future, timeout)
         finally:
             self.pending.pop(message_id, None)
 
     def send(self, message: dict[str, Any]) -> None:
         """Fire and forget; on a dropped connection the supervisor has released everything already."""
-        if self.connected:
+        if self.connected and self.session is not None:
             assert self.writer is not None
-            self.writer.write(protocol.encode(message))
+            self.writer.write(self.session.frame(message))
 
     def watch(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` with every state pushed (and the mirror at once); the connection is kept up, and
@@ -187,8 +259,9 @@ class SupervisorConnection:
             await asyncio.sleep(KEEP_EVERY)
 
     async def close(self) -> None:
-        if self.keeping is not None:
-            self.keeping.cancel()
+        for task in (self.keeping, self.pinging):
+            if task is not None:
+                task.cancel()
         if self.reading is not None:
             self.reading.cancel()
             with contextlib.suppress(BaseException):
@@ -199,6 +272,17 @@ class SupervisorConnection:
 
 
 _connections: dict[tuple[asyncio.AbstractEventLoop, str], SupervisorConnection] = {}
+
+
+def known_key(backend_id: int) -> str:
+    """The key of a managed backend's running process, as its supervisor last pushed it to this process (any
+    thread may ask); empty when this process is not linked to that supervisor."""
+    for connection in list(_connections.values()):
+        if key := connection.keys.get(backend_id):
+            return key
+    return ""
+
+
 _leases = itertools.count(1)
 
 
@@ -224,9 +308,16 @@ class Grant:
     cold: bool
 
 
+def _url_host(address: str) -> str:
+    if address.startswith("unix:"):
+        return {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(settings.LLAMA_HOST, settings.LLAMA_HOST)
+    host = address.rpartition(":")[0]
+    return host if host.startswith("[") else f"[{host}]" if ":" in host else host
+
+
 @contextlib.asynccontextmanager
 async def lease(backend: BackendInfo, request_id: str) -> AsyncIterator[Grant]:
-    """A managed backend's URL for the time of the block; released when the block ends, however it ends."""
+    """A managed backend's URL and key for the time of the block; released when the block ends, however it ends."""
     node, address = backend.node, backend.supervisor
     if not address:
         raise Refused(
@@ -236,17 +327,20 @@ async def lease(backend: BackendInfo, request_id: str) -> AsyncIterator[Grant]:
     conn = connection(address)
     name = f"{request_id}.{next(_leases)}"
     try:
-        reply = await conn.call({"op": "acquire", "backend": backend.id, "lease": name})
+        reply = await conn.call(
+            {"op": "acquire", "backend": backend.id, "lease": name}, settings.MODEL_LOAD_TIMEOUT + REPLY_MARGIN
+        )
     except asyncio.CancelledError:
         conn.send({"op": "release", "lease": name})  # the client left while waiting: leave the queue
         raise
     except (OSError, TimeoutError, protocol.ProtocolError) as exc:
-        raise unavailable(node, address, exc) from exc
+        conn.send({"op": "release", "lease": name})
+        raise unavailable(node, address, exc or "no answer") from exc
     if not reply.get("ok"):
         raise refused(reply)
     try:
-        url = f"http://{_url_host(conn.host)}:{reply['port']}"
-        yield Grant(Target(url, backend.target.api_key), reply["waited_ms"], reply["cold"])
+        url = f"http://{_url_host(address)}:{reply['port']}"
+        yield Grant(Target(url, str(reply.get("key") or "")), reply["waited_ms"], reply["cold"])
     finally:
         conn.send({"op": "release", "lease": name})
 
@@ -254,16 +348,15 @@ async def lease(backend: BackendInfo, request_id: str) -> AsyncIterator[Grant]:
 async def command(address: str, op: str, backend_id: int | None = None, wait: bool = True) -> dict[str, Any]:
     """An operator's request (load, unload, restart, status) on its own short connection."""
     conn = SupervisorConnection(address)
+    timeout = (
+        settings.MODEL_LOAD_TIMEOUT + REPLY_MARGIN if wait and op in ("load", "restart", "unload") else COMMAND_TIMEOUT
+    )
     try:
-        reply = await conn.call({"op": op, "backend": backend_id, "wait": wait})
+        reply = await conn.call({"op": op, "backend": backend_id, "wait": wait}, timeout)
     except (OSError, TimeoutError, protocol.ProtocolError) as exc:
-        raise unavailable(conn.node or "?", address, exc) from exc
+        raise unavailable(conn.node or "?", address, exc or "no answer") from exc
     finally:
         await conn.close()
     if not reply.get("ok"):
         raise refused(reply)
     return reply
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,2 @@
+"""A node: one machine with its own supervisor and sampler. What every app needs to know about nodes lives here, below
+the apps that use it: the node's name, the link to a node's supervisor, and the typed state of a managed model."""
