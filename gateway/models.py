@@ -10,6 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from gateway import crypto
+from gateway.lifecycle import flags
 
 
 class ModelKind(models.TextChoices):
@@ -89,7 +90,16 @@ class Backend(models.Model):
         null=True, blank=True, help_text="--n-gpu-layers (99 = all on a Jetson); empty = llama-server's default."
     )
     llama_args = models.CharField(
-        max_length=1000, blank=True, help_text='Extra llama-server flags, e.g. "--flash-attn on --pooling last".'
+        max_length=1000,
+        blank=True,
+        help_text='Extra llama-server flags that tune compute or sampling only, e.g. "--flash-attn on --pooling last".',
+    )
+    cache_ram_mb = models.PositiveIntegerField(
+        "prompt cache MiB",
+        null=True,
+        blank=True,
+        help_text="--cache-ram: host memory for saved prompts, counted in its memory; empty = MODEL_CACHE_RAM_MB, "
+        "0 = off.",
     )
     idle_ttl = models.PositiveIntegerField(
         "idle TTL",
@@ -118,6 +128,10 @@ class Backend(models.Model):
         return f"{self.model.model_id} → {where}"
 
     def clean(self) -> None:
+        try:
+            flags.parse(self.llama_args)
+        except flags.FlagError as exc:
+            raise ValidationError({"llama_args": str(exc)}) from None
         if self.managed:
             self.fill_node()
             if not self.gguf_path:
@@ -126,6 +140,11 @@ class Backend(models.Model):
                 raise ValidationError({"base_url": "A managed backend has no URL: its supervisor picks the port."})
         elif not self.base_url:
             raise ValidationError({"base_url": "An external backend needs its URL (or tick “managed”)."})
+
+    @property
+    def prompt_cache_mb(self) -> int:
+        """MiB its llama-server may fill with saved prompts: its own limit, else MODEL_CACHE_RAM_MB."""
+        return settings.MODEL_CACHE_RAM_MB if self.cache_ram_mb is None else self.cache_ram_mb
 
     def fill_node(self) -> None:
         if not self.node:
@@ -157,7 +176,9 @@ class ManagedRuntime(models.Model):
     pid = models.PositiveIntegerField(null=True, blank=True)
     port = models.PositiveIntegerField(null=True, blank=True)
     estimated_bytes = models.BigIntegerField(null=True, blank=True, help_text="From the GGUF header.")
-    estimate_detail = models.JSONField(default=dict, blank=True, help_text="weights, kv, compute (bytes).")
+    estimate_detail = models.JSONField(
+        default=dict, blank=True, help_text="weights, kv, compute, prompt_cache (bytes)."
+    )
     measured_bytes = models.BigIntegerField(null=True, blank=True, help_text="Seen once ready; preferred next time.")
     measured_for = models.CharField(
         max_length=64, blank=True, help_text="Digest of the command line the measurement belongs to."
