@@ -98,8 +98,8 @@ class Backend(models.Model):
         "prompt cache MiB",
         null=True,
         blank=True,
-        help_text="--cache-ram: host memory for saved prompts, counted in its memory; empty = MODEL_CACHE_RAM_MB, "
-        "0 = off.",
+        help_text="--cache-ram: host memory for saved prompts, counted in its memory; 0 = off; empty = "
+        "MODEL_CACHE_RAM_MB (0 for an embedding model).",
     )
     idle_ttl = models.PositiveIntegerField(
         "idle TTL",
@@ -143,8 +143,11 @@ class Backend(models.Model):
 
     @property
     def prompt_cache_mb(self) -> int:
-        """MiB its llama-server may fill with saved prompts: its own limit, else MODEL_CACHE_RAM_MB."""
-        return settings.MODEL_CACHE_RAM_MB if self.cache_ram_mb is None else self.cache_ram_mb
+        """MiB its llama-server may fill with saved prompts: its own limit; else none for an embedding model (llama-server
+        caches only completions' prompts), MODEL_CACHE_RAM_MB for the others."""
+        if self.cache_ram_mb is not None:
+            return self.cache_ram_mb
+        return 0 if self.model.kind == ModelKind.EMBEDDING else settings.MODEL_CACHE_RAM_MB
 
     def fill_node(self) -> None:
         if not self.node:

@@ -231,10 +231,10 @@ except ValueError:
 # MiB of MemAvailable left to the system on unified-memory machines (Jetson, CPU only).
 MODEL_MEMORY_RESERVE_MB = env.int("MODEL_MEMORY_RESERVE_MB", default=1024)
 # MiB of host memory each managed llama-server may fill with its prompt cache (--cache-ram; a backend's own
-# cache_ram_mb wins; 0 = off). llama-server's default is 8192 per process, beyond an 8 GB board's whole budget; 256
-# keeps a few thousand tokens of a 7B model's prompts (Qwen2.5-7B's KV is 56 KiB a token in f16: about 4,700), and a
-# 7B Q4_K_M with ctx 4096 x 2 (4929 MiB) still fits an 8 GB Orin Nano's budget of about 5.3 GiB with it. Counted in
-# the memory estimate.
+# cache_ram_mb wins; embedding models get none; 0 = off), counted in the memory estimate. llama-server's default is
+# 8192 per process, beyond an 8 GB board's whole budget. 256 keeps a few thousand tokens of a 7B model's prompts
+# (Qwen2.5-7B's KV is 56 KiB a token in f16: about 4,700), and a 7B Q4_K_M with ctx 4096 x 2 (4929 MiB) still fits
+# an 8 GB Orin Nano's budget of about 5.3 GiB with it.
 MODEL_CACHE_RAM_MB = env.int("MODEL_CACHE_RAM_MB", default=256)
 # Seconds between SIGTERM and SIGKILL when a llama-server is stopped.
 MODEL_STOP_GRACE = env.float("MODEL_STOP_GRACE", default=10.0)

@@ -98,7 +98,7 @@ def test_it_refuses_llama_args_the_admin_form_refuses_and_writes_nothing(tmp_pat
     assert not LLMModel.objects.exists()
 
 
-def test_it_sets_the_prompt_cache_or_leaves_it_to_the_setting(tmp_path: Path, settings: Any) -> None:
+def test_it_sets_the_prompt_cache_or_leaves_it_to_the_setting_or_the_kind(tmp_path: Path, settings: Any) -> None:
     gguf = tmp_path / "qwen.gguf"
     gguf.write_bytes(b"GGUF")
     settings.MODEL_CACHE_RAM_MB = 128
@@ -108,3 +108,5 @@ def test_it_sets_the_prompt_cache_or_leaves_it_to_the_setting(tmp_path: Path, se
     assert (Backend.objects.get().cache_ram_mb, Backend.objects.get().prompt_cache_mb) == (0, 0)
     with pytest.raises(CommandError, match="--cache-ram-mb must not be negative"):
         addmodel("qwen", "--gguf", str(gguf), "--cache-ram-mb", "-1")
+    addmodel("qwen", "--gguf", str(gguf), "--kind", "embedding")  # llama-server caches only completions' prompts
+    assert (Backend.objects.get().cache_ram_mb, Backend.objects.get().prompt_cache_mb) == (None, 0)
