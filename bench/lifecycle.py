@@ -50,11 +50,15 @@ FIVE_MODELS: list[dict[str, Any]] = [
     {"id": "qwen2.5-vl-7b", "arch": "qwen2vl", "layers": 28, "heads": 28, "kv_heads": 4, "head_dim": 128, "embd": 3584,
      "ff": 18944, "vocab": 152064, "file_gb": 4.68, "mmproj_gb": 1.35, "ctx": 4096, "parallel": 1},
     {"id": "qwen3-embedding-8b", "arch": "qwen3", "layers": 36, "heads": 32, "kv_heads": 8, "head_dim": 128,
-     "embd": 4096, "ff": 12288, "vocab": 151665, "file_gb": 4.68, "ctx": 2048, "parallel": 2},
+     "embd": 4096, "ff": 12288, "vocab": 151665, "file_gb": 4.68, "ctx": 2048, "parallel": 2, "cache_mb": 0},
 ]  # fmt: skip
 
 
 def formula_table() -> str:
+    """Each model's estimate, with the prompt cache MODEL_CACHE_RAM_MB gives (none for the embedding model: llama-server
+    caches only completions' prompts)."""
+    from django.conf import settings
+
     from gateway.lifecycle import estimate
 
     rows = []
@@ -66,13 +70,13 @@ def formula_table() -> str:
                   f"{a}.feed_forward_length": m["ff"]}  # fmt: skip
         weights = int((m["file_gb"] + m.get("mmproj_gb", 0)) * 1e9)
         header = estimate.Header(a, fields, weights, m["vocab"])
-        options = estimate.Options(m["ctx"], m["parallel"])
-        need = estimate.Estimate(
-            weights, estimate.kv_cache_bytes(header, options), estimate.compute_bytes(header, options)
-        )
+        options = estimate.Options(m["ctx"], m["parallel"], cache_ram_mb=m.get("cache_mb", settings.MODEL_CACHE_RAM_MB))
+        need = estimate.estimate(m["id"], options, header=header)  # the header carries the weights' bytes
         rows.append([m["id"], f"{m['ctx']} x{m['parallel']}", need.weights // MIB, need.kv // MIB, need.compute // MIB,
-                     need.total // MIB])  # fmt: skip
-    return table(["model", "ctx x slots", "weights MiB", "KV MiB", "compute MiB", "total MiB"], rows)
+                     need.prompt_cache // MIB, need.total // MIB])  # fmt: skip
+    return table(
+        ["model", "ctx x slots", "weights MiB", "KV MiB", "compute MiB", "prompt cache MiB", "total MiB"], rows
+    )
 
 
 class LifecycleBench(Bench):
@@ -172,8 +176,8 @@ async def run(args: argparse.Namespace, bench: LifecycleBench) -> None:
     from gateway.node import link as client
 
     gguf = str(model_path())
-    for model in ("model-a", "model-b"):
-        bench.manage("addmodel", model, "--gguf", gguf, "--ctx-size", "1024", "--parallel", "1")
+    for model in ("model-a", "model-b"):  # no prompt cache: one fits the budget of 500 MiB, two do not
+        bench.manage("addmodel", model, "--gguf", gguf, "--ctx-size", "1024", "--parallel", "1", "--cache-ram-mb", "0")
     key = bench.create_key()
     _, address = bench.start_supervisor(MODEL_MEMORY_BUDGET_MB="500", LOG_LEVEL="WARNING")
     gateway = bench.start_gateway(LOG_ENABLED="true", LOG_FLUSH_INTERVAL="0.1")

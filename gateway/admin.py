@@ -45,7 +45,7 @@ class BackendInline(admin.StackedInline):
             {
                 "fields": [
                     ("managed", "node", "state"), "gguf_path", "mmproj_path", ("ctx_size", "parallel", "gpu_layers"),
-                    "llama_args", ("idle_ttl", "pinned"),
+                    "llama_args", ("cache_ram_mb", "idle_ttl", "pinned"),
                 ]
             },
         ),

@@ -105,11 +105,14 @@ def command(
     embeddings: bool = False,
     mmproj: str = "",
     gpu_layers: int | None = None,
+    cache_ram_mb: int | None = None,
     api_key: str = "",
     extra_args: list[str] | tuple[str, ...] = (),
     binary: str | Path | None = None,
 ) -> list[str]:
-    """A llama-server command line; `extra_args` come last, so that they win over what is set here."""
+    """A llama-server command line; `extra_args` come last, so that they win over what is set here (managed models'
+    are checked by gateway.lifecycle.flags first). `cache_ram_mb` bounds the prompt cache (0 = off); None leaves
+    llama-server's own default (8192 MiB in recent builds, none in builds without --cache-ram)."""
     cmd = [
         str(binary or server_binary()),
         "--model", str(model),
@@ -124,6 +127,8 @@ def command(
         cmd += ["--mmproj", mmproj]
     if gpu_layers is not None:
         cmd += ["--n-gpu-layers", str(gpu_layers)]
+    if cache_ram_mb is not None:
+        cmd += ["--cache-ram", str(cache_ram_mb)]
     if api_key:
         cmd += ["--api-key", api_key]
     if embeddings:

@@ -10,6 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from gateway import crypto
+from gateway.lifecycle import flags
 from gateway.node.identity import node_name
 
 
@@ -93,7 +94,16 @@ class Backend(models.Model):
         null=True, blank=True, help_text="--n-gpu-layers (99 = all on a Jetson); empty = llama-server's default."
     )
     llama_args = models.CharField(
-        max_length=1000, blank=True, help_text='Extra llama-server flags, e.g. "--flash-attn on --pooling last".'
+        max_length=1000,
+        blank=True,
+        help_text='Extra llama-server flags that tune compute or sampling only, e.g. "--flash-attn on --pooling last".',
+    )
+    cache_ram_mb = models.PositiveIntegerField(
+        "prompt cache MiB",
+        null=True,
+        blank=True,
+        help_text="--cache-ram: host memory for saved prompts, counted in its memory; 0 = off; empty = "
+        "MODEL_CACHE_RAM_MB (0 for an embedding model).",
     )
     idle_ttl = models.PositiveIntegerField(
         "idle TTL",
@@ -122,6 +132,10 @@ class Backend(models.Model):
         return f"{self.model.model_id} → {where}"
 
     def clean(self) -> None:
+        try:
+            flags.parse(self.llama_args)
+        except flags.FlagError as exc:
+            raise ValidationError({"llama_args": str(exc)}) from None
         if self.managed:
             self.fill_node()
             if not self.gguf_path:
@@ -130,6 +144,14 @@ class Backend(models.Model):
                 raise ValidationError({"base_url": "A managed backend has no URL: its supervisor picks the port."})
         elif not self.base_url:
             raise ValidationError({"base_url": "An external backend needs its URL (or tick “managed”)."})
+
+    @property
+    def prompt_cache_mb(self) -> int:
+        """MiB its llama-server may fill with saved prompts: its own limit; else none for an embedding model (llama-server
+        caches only completions' prompts), MODEL_CACHE_RAM_MB for the others."""
+        if self.cache_ram_mb is not None:
+            return self.cache_ram_mb
+        return 0 if self.model.kind == ModelKind.EMBEDDING else settings.MODEL_CACHE_RAM_MB
 
     def fill_node(self) -> None:
         if not self.node:
@@ -159,7 +181,9 @@ class ManagedRuntime(models.Model):
     pid = models.PositiveIntegerField(null=True, blank=True)
     port = models.PositiveIntegerField(null=True, blank=True)
     estimated_bytes = models.BigIntegerField(null=True, blank=True, help_text="From the GGUF header.")
-    estimate_detail = models.JSONField(default=dict, blank=True, help_text="weights, kv, compute (bytes).")
+    estimate_detail = models.JSONField(
+        default=dict, blank=True, help_text="weights, kv, compute, prompt_cache (bytes)."
+    )
     measured_bytes = models.BigIntegerField(null=True, blank=True, help_text="Seen once ready; preferred next time.")
     peak_bytes = models.BigIntegerField(null=True, blank=True, help_text="The most it was seen holding (VmHWM + GPU).")
     reserved_bytes = models.BigIntegerField(null=True, blank=True, help_text="What the budget counts for it.")

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db import transaction
 
+from gateway.lifecycle import flags
 from gateway.models import Backend, LLMModel
 from gateway.node.identity import node_name
 
@@ -15,7 +16,10 @@ def register_model(
     model_id: str, backend_urls: list[str], managed: dict[str, Any] | None = None, **fields: object
 ) -> tuple[LLMModel, bool]:
     """Create or update a model so that it has exactly these backends: external ones at `backend_urls`, and one
-    managed by its node's supervisor when `managed` gives its fields (gguf_path, ctx_size, …, node); idempotent."""
+    managed by its node's supervisor when `managed` gives its fields (gguf_path, ctx_size, …, node); idempotent.
+    FlagError (and nothing written) for `llama_args` the admin form would refuse."""
+    if managed is not None:
+        flags.parse(managed.get("llama_args", ""))
     model, created = LLMModel.objects.update_or_create(model_id=model_id, defaults=fields)
     urls = [url.rstrip("/") for url in backend_urls]
     model.backends.filter(managed=False).exclude(base_url__in=urls).delete()

@@ -230,6 +230,12 @@ except ValueError:
     raise ImproperlyConfigured(f"MODEL_MEMORY_BUDGET_MB={_budget!r} is not a number of MiB") from None
 # MiB of MemAvailable left to the system on unified-memory machines (Jetson, CPU only).
 MODEL_MEMORY_RESERVE_MB = env.int("MODEL_MEMORY_RESERVE_MB", default=1024)
+# MiB of host memory each managed llama-server may fill with its prompt cache (--cache-ram; a backend's own
+# cache_ram_mb wins; embedding models get none; 0 = off), counted in the memory estimate. llama-server's default is
+# 8192 per process, beyond an 8 GB board's whole budget. 256 keeps a few thousand tokens of a 7B model's prompts
+# (Qwen2.5-7B's KV is 56 KiB a token in f16: about 4,700), and a 7B Q4_K_M with ctx 4096 x 2 (4929 MiB) still fits
+# an 8 GB Orin Nano's budget of about 5.3 GiB with it.
+MODEL_CACHE_RAM_MB = env.int("MODEL_CACHE_RAM_MB", default=256)
 # Seconds between SIGTERM and SIGKILL when a llama-server is stopped.
 MODEL_STOP_GRACE = env.float("MODEL_STOP_GRACE", default=10.0)
 # Seconds a supervisor told to stop (SIGTERM) lets generations in flight finish before it stops their models; with
@@ -249,6 +255,8 @@ if SUPERVISOR_DRAIN_SECONDS < 0 or LLAMA_LOG_MAX_BYTES < 64 * 1024:
     raise ImproperlyConfigured("SUPERVISOR_DRAIN_SECONDS must not be negative and LLAMA_LOG_MAX_BYTES at least 64 KiB")
 # PLACEHOLDER (merged from another branch): admission staleness.
 ADMISSION_STALE_SECONDS = env.float("ADMISSION_STALE_SECONDS", default=10.0)
+if MODEL_CACHE_RAM_MB < 0:
+    raise ImproperlyConfigured("MODEL_CACHE_RAM_MB must be a number of MiB, 0 or more (0 = no prompt cache)")
 if MODEL_MEMORY_BUDGET_MB is not None and not MODEL_MEMORY_BUDGET_MB > 0:
     raise ImproperlyConfigured("MODEL_MEMORY_BUDGET_MB must be a positive number of MiB (or empty)")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shlex
 from dataclasses import dataclass, field, replace
 
 from django.conf import settings
@@ -48,7 +47,7 @@ class Config:
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
     def options(self) -> estimate.Options:
-        return estimate.Options.from_flags(self.ctx_size, self.parallel, shlex.join(self.args))
+        return estimate.Options.from_args(self.ctx_size, self.parallel, list(self.args), self.cache_ram_mb)
 
     def command(self, port: int, key_file: str, binary: str) -> list[str]:
         """The llama-server command line: ours after the operator's tuning flags, so that ours hold. The key is
@@ -57,12 +56,13 @@ class Config:
         # The supervisor has checked the memory already: llama.cpp's own fitting would load the model twice.
         # -lv 4 makes it log its buffer sizes, which are what the model measurably uses.
         ours = (["--fit", "off"] if "--fit" in known else []) + (["-lv", "4"] if "--verbosity" in known else [])
-        if "--cache-ram" in known:
-            ours += ["--cache-ram", str(self.cache_ram_mb)]
+        # A build without a prompt cache has nothing to bound (its estimate still counts the setting: an overcount).
+        cache_ram_mb = self.cache_ram_mb if "--cache-ram" in known else None
         return [
             *llama.command(
                 self.gguf, port, settings.LLAMA_HOST, self.ctx_size, self.parallel, embeddings=self.embeddings,
-                mmproj=self.mmproj, gpu_layers=self.gpu_layers, extra_args=list(self.args), binary=binary,
+                mmproj=self.mmproj, gpu_layers=self.gpu_layers, cache_ram_mb=cache_ram_mb, extra_args=list(self.args),
+                binary=binary,
             ),
             *ours,
             "--api-key-file", key_file,
@@ -96,7 +96,7 @@ def read(backend: Backend) -> Setup:
         config = Config(
             backend.id, model_id, backend.model.kind, backend.gguf_path, backend.mmproj_path, backend.ctx_size,
             backend.parallel, backend.gpu_layers, tuple(flags.parse(backend.llama_args)),
-            settings.MODEL_CACHE_RAM_MB if backend.cache_ram_mb is None else backend.cache_ram_mb,
+            backend.prompt_cache_mb,
             float(settings.MODEL_IDLE_TTL if backend.idle_ttl is None else backend.idle_ttl), backend.pinned,
         )  # fmt: skip
     except flags.FlagError as exc:

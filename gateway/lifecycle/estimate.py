@@ -2,12 +2,12 @@
 
 need = weights (the tensors' bytes, plus the vision projector's) + KV cache (per layer: cells x (key_length +
 value_length) x head_count_kv x bytes per element; sliding-window layers keep only their window) + a compute
-margin (the graph's largest intermediate tensors for one micro-batch, the output logits, and the process itself).
+margin (the graph's largest intermediate tensors for one micro-batch, the output logits, and the process itself)
++ the prompt cache (llama-server's --cache-ram: host memory that fills up to its limit as prompts are saved).
 """
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from gateway import ggufinfo
+from gateway.lifecycle import flags
 
 MIB = 1024 * 1024
 PROCESS_OVERHEAD = 64 * MIB  # the binary, the tokenizer, allocator slack: what a 270M model's RSS shows beyond buffers
@@ -58,10 +59,11 @@ class Estimate:
     weights: int
     kv: int
     compute: int
+    prompt_cache: int
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv + self.compute
+        return self.weights + self.kv + self.compute + self.prompt_cache
 
     def as_dict(self) -> dict[str, int]:
         return {**asdict(self), "total": self.total}
@@ -69,13 +71,15 @@ class Estimate:
     def describe(self) -> str:
         return (
             f"{self.total / MIB:.0f} MiB (weights {self.weights / MIB:.0f} + KV cache {self.kv / MIB:.0f} "
-            f"+ compute {self.compute / MIB:.0f})"
+            f"+ compute {self.compute / MIB:.0f}"
+            + (f" + prompt cache {self.prompt_cache / MIB:.0f})" if self.prompt_cache else ")")
         )
 
 
 @dataclass(frozen=True)
 class Options:
-    """The llama-server flags that change memory: context, slots, and what may be in the extra arguments."""
+    """The llama-server flags that change memory: context, slots, the prompt cache's limit (MiB, 0 = off), and what
+    may be in the extra arguments."""
 
     ctx_size: int
     parallel: int = 1
@@ -84,27 +88,32 @@ class Options:
     swa_full: bool = False
     cache_type_k: str = "f16"
     cache_type_v: str = "f16"
+    cache_ram_mb: int = 0
 
     @classmethod
-    def from_flags(cls, ctx_size: int, parallel: int, extra_args: str) -> Options:
-        args = shlex.split(extra_args)
-        values: dict[str, Any] = {"ctx_size": ctx_size, "parallel": max(parallel, 1)}
+    def from_flags(cls, ctx_size: int, parallel: int, extra_args: str, cache_ram_mb: int = 0) -> Options:
+        """The options of a command line with these fields and `llama_args` (EstimateError when they are refused)."""
+        try:
+            args = flags.parse(extra_args)
+        except flags.FlagError as exc:
+            raise EstimateError(f"llama_args: {exc}") from None
+        return cls.from_args(ctx_size, parallel, args, cache_ram_mb)
 
-        def value_of(*names: str) -> str | None:
-            found = None
-            for index, arg in enumerate(args):
-                name, _, inline = arg.partition("=")
-                if name in names:
-                    found = inline or (args[index + 1] if index + 1 < len(args) else None)
-            return found
-
-        if (ubatch := value_of("-ub", "--ubatch-size")) and ubatch.isdigit():
-            values["ubatch"] = int(ubatch)
-        values["kv_unified"] = any(arg in ("-kvu", "--kv-unified") for arg in args)
-        values["swa_full"] = "--swa-full" in args
-        values["cache_type_k"] = (value_of("-ctk", "--cache-type-k") or "f16").lower()
-        values["cache_type_v"] = (value_of("-ctv", "--cache-type-v") or "f16").lower()
-        return cls(**values)
+    @classmethod
+    def from_args(cls, ctx_size: int, parallel: int, args: list[str], cache_ram_mb: int = 0) -> Options:
+        """The options of a command line with these fields and `args`, parsed already (gateway.lifecycle.flags)."""
+        given = flags.values(args)
+        ubatch = given.get("--ubatch-size", "")
+        return cls(
+            ctx_size=ctx_size,
+            parallel=max(parallel, 1),
+            ubatch=int(ubatch) if isinstance(ubatch, str) and ubatch.isdigit() else DEFAULT_UBATCH,
+            kv_unified=given.get("--kv-unified") is True,
+            swa_full=given.get("--swa-full") is True,
+            cache_type_k=str(given.get("--cache-type-k", "f16")).lower(),
+            cache_type_v=str(given.get("--cache-type-v", "f16")).lower(),
+            cache_ram_mb=cache_ram_mb,
+        )
 
 
 def _bytes_per_element(type_name: str) -> float:
@@ -186,4 +195,9 @@ def estimate(
     weights = header.tensor_bytes
     if mmproj_path:
         weights += read_header(mmproj_path).tensor_bytes
-    return Estimate(weights=weights, kv=kv_cache_bytes(header, options), compute=compute_bytes(header, options))
+    return Estimate(
+        weights=weights,
+        kv=kv_cache_bytes(header, options),
+        compute=compute_bytes(header, options),
+        prompt_cache=options.cache_ram_mb * MIB,
+    )

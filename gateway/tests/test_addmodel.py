@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -83,3 +84,29 @@ def test_it_needs_a_backend_or_a_gguf_that_exists(tmp_path: Path) -> None:
         addmodel("qwen")
     with pytest.raises(CommandError, match="is not a file"):
         addmodel("qwen", "--gguf", str(tmp_path / "missing.gguf"))
+
+
+def test_it_refuses_llama_args_the_admin_form_refuses_and_writes_nothing(tmp_path: Path) -> None:
+    gguf = tmp_path / "qwen.gguf"
+    gguf.write_bytes(b"GGUF")
+    with pytest.raises(CommandError, match="--llama-args: cannot be split into flags: No closing quotation"):
+        addmodel("qwen", "--gguf", str(gguf), "--llama-args", '--ctx-size "1024')
+    with pytest.raises(CommandError, match="--llama-args: `--host` is not allowed here"):
+        addmodel("qwen", "--gguf", str(gguf), "--llama-args", "--host 0.0.0.0 --path /etc/jetson-gateway")
+    with pytest.raises(CommandError, match="--llama-args: `-c` is not allowed here: use the ctx_size field"):
+        addmodel("qwen", "--gguf", str(gguf), "--llama-args", "-c 8192")
+    assert not LLMModel.objects.exists()
+
+
+def test_it_sets_the_prompt_cache_or_leaves_it_to_the_setting_or_the_kind(tmp_path: Path, settings: Any) -> None:
+    gguf = tmp_path / "qwen.gguf"
+    gguf.write_bytes(b"GGUF")
+    settings.MODEL_CACHE_RAM_MB = 128
+    addmodel("qwen", "--gguf", str(gguf))
+    assert (Backend.objects.get().cache_ram_mb, Backend.objects.get().prompt_cache_mb) == (None, 128)
+    addmodel("qwen", "--gguf", str(gguf), "--cache-ram-mb", "0")
+    assert (Backend.objects.get().cache_ram_mb, Backend.objects.get().prompt_cache_mb) == (0, 0)
+    with pytest.raises(CommandError, match="--cache-ram-mb must not be negative"):
+        addmodel("qwen", "--gguf", str(gguf), "--cache-ram-mb", "-1")
+    addmodel("qwen", "--gguf", str(gguf), "--kind", "embedding")  # llama-server caches only completions' prompts
+    assert (Backend.objects.get().cache_ram_mb, Backend.objects.get().prompt_cache_mb) == (None, 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client, override_settings
@@ -28,6 +30,11 @@ def admin_client(transactional_db: None) -> Client:
     return browser
 
 
+# The model's own fields in the admin's add form.
+MODEL_FORM = {"model_id": "qwen", "aliases": "[]", "kind": "chat", "prompt_format": "server", "enabled": "on",
+              "owned_by": "local", "default_params": "{}", "request_timeout": "120"}  # fmt: skip
+
+
 def inline(prefix: str, **fields: object) -> dict[str, object]:
     data = {f"{prefix}-TOTAL_FORMS": "1", f"{prefix}-INITIAL_FORMS": "0", f"{prefix}-MIN_NUM_FORMS": "0",
             f"{prefix}-MAX_NUM_FORMS": "1000"}  # fmt: skip
@@ -37,11 +44,9 @@ def inline(prefix: str, **fields: object) -> dict[str, object]:
 
 
 def test_a_managed_model_is_created_in_the_admin_without_a_url(admin_client: Client, small_gguf: str) -> None:
-    form = {"model_id": "qwen", "aliases": "[]", "kind": "chat", "prompt_format": "server", "enabled": "on",
-            "owned_by": "local", "default_params": "{}", "request_timeout": "120"}  # fmt: skip
-    form.update(inline("backends", managed="on", gguf_path=small_gguf, ctx_size=1024, idle_ttl=60, pinned="on"))
+    backend = inline("backends", managed="on", gguf_path=small_gguf, ctx_size=1024, idle_ttl=60, pinned="on")
 
-    response = admin_client.post("/admin/gateway/llmmodel/add/", form)
+    response = admin_client.post("/admin/gateway/llmmodel/add/", {**MODEL_FORM, **backend})
 
     assert response.status_code == 302, response.content.decode()[:2000]
     backend = Backend.objects.get()
@@ -52,14 +57,31 @@ def test_a_managed_model_is_created_in_the_admin_without_a_url(admin_client: Cli
 
 
 def test_a_managed_backend_needs_its_gguf_and_an_external_one_its_url(admin_client: Client) -> None:
-    form = {"model_id": "qwen", "aliases": "[]", "kind": "chat", "prompt_format": "server", "enabled": "on",
-            "owned_by": "local", "default_params": "{}", "request_timeout": "120"}  # fmt: skip
-    managed = admin_client.post("/admin/gateway/llmmodel/add/", {**form, **inline("backends", managed="on")})
-    external = admin_client.post("/admin/gateway/llmmodel/add/", {**form, **inline("backends", api_key="secret")})
+    managed = admin_client.post("/admin/gateway/llmmodel/add/", {**MODEL_FORM, **inline("backends", managed="on")})
+    external = admin_client.post("/admin/gateway/llmmodel/add/", {**MODEL_FORM, **inline("backends", api_key="secret")})
 
     assert "A managed backend needs its GGUF file." in managed.content.decode()
     assert "An external backend needs its URL" in external.content.decode()
     assert not LLMModel.objects.exists()
+
+
+def test_llama_args_that_are_not_tuning_flags_are_refused_on_the_field(admin_client: Client, small_gguf: str) -> None:
+    for llama_args, message in [
+        ('--ctx-size "1024', "cannot be split into flags: No closing quotation"),
+        ("--host 0.0.0.0 --path /etc/jetson-gateway", "`--host` is not allowed here: where it listens"),
+        ("--threads --api-key secret", "`--threads` needs a value, not `--api-key`"),
+    ]:
+        backend = inline("backends", managed="on", gguf_path=small_gguf, llama_args=llama_args)
+        response = admin_client.post("/admin/gateway/llmmodel/add/", {**MODEL_FORM, **backend})
+
+        [errors] = response.context["inline_admin_formsets"][0].formset.errors
+        assert list(errors) == ["llama_args"] and message in errors["llama_args"][0]
+        assert message in html.unescape(response.content.decode())
+    assert not LLMModel.objects.exists()
+
+    tuning = inline("backends", managed="on", gguf_path=small_gguf, llama_args="-t 4 --flash-attn=on", cache_ram_mb=0)
+    assert admin_client.post("/admin/gateway/llmmodel/add/", {**MODEL_FORM, **tuning}).status_code == 302
+    assert Backend.objects.filter(llama_args="-t 4 --flash-attn=on", cache_ram_mb=0).exists()
 
 
 @override_settings(MODEL_IDLE_TTL=600)

@@ -1,5 +1,6 @@
 """The GGUF estimate against what llama-server itself allocates for the real small model (its log's buffer sizes)
-and what its process uses; and the formula for a 7B model whose figures llama.cpp is known to print."""
+and what its process uses; the formula for a 7B model whose figures llama.cpp is known to print; and the prompt
+cache counted up to its limit."""
 
 from __future__ import annotations
 
@@ -53,3 +54,24 @@ def test_the_kv_cache_formula_gives_llama_cpps_figure_for_a_7b_model() -> None:
     assert estimate.kv_cache_bytes(header, estimate.Options(4096, 1)) == 224 * MIB
     assert estimate.kv_cache_bytes(header, estimate.Options(4096, 4)) == 224 * MIB  # slots share the context
     assert estimate.kv_cache_bytes(header, estimate.Options.from_flags(4096, 1, "-ctk q8_0 -ctv q8_0")) == 119 * MIB
+    assert (
+        estimate.kv_cache_bytes(header, estimate.Options.from_flags(4096, 1, "-ctk=q8_0 --cache_type_v q8_0"))
+        == 119 * MIB
+    )
+
+
+def test_the_prompt_cache_is_counted_up_to_its_limit(small_gguf: str) -> None:
+    without = estimate.estimate(small_gguf, estimate.Options(1024, 1))
+    cached = estimate.estimate(small_gguf, estimate.Options.from_flags(1024, 1, "-ctk=f16", cache_ram_mb=256))
+
+    assert cached.prompt_cache == 256 * MIB and without.prompt_cache == 0
+    assert cached.total == without.total + 256 * MIB
+    assert cached.as_dict() == {**without.as_dict(), "prompt_cache": 256 * MIB, "total": cached.total}
+    assert cached.describe().endswith(" + prompt cache 256)") and "prompt cache" not in without.describe()
+
+
+def test_refused_llama_args_make_no_estimate() -> None:
+    with pytest.raises(estimate.EstimateError, match="llama_args: `--cache-ram` is not allowed here"):
+        estimate.Options.from_flags(4096, 1, "--cache-ram 8192")
+    with pytest.raises(estimate.EstimateError, match="llama_args: cannot be split into flags"):
+        estimate.Options.from_flags(4096, 1, '--ctx-size "1024')

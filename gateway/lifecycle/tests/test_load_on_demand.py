@@ -67,4 +67,4 @@ def test_the_database_shows_the_state_to_readers_without_a_connection(
 
     assert (runtime.state, runtime.pid) == ("ready", pid)
     assert runtime.estimated_bytes
-    assert set(runtime.estimate_detail) == {"weights", "kv", "compute", "total"}
+    assert set(runtime.estimate_detail) == {"weights", "kv", "compute", "prompt_cache", "total"}

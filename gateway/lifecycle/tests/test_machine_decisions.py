@@ -39,7 +39,7 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 def setup(backend: int, need_mb: int, ttl: float = 0.0) -> Setup:
     config = Config(backend, f"m{backend}", "chat", "/m.gguf", "", 1024, 1, None, (), 0, ttl, False)
-    return Setup(backend, f"m{backend}", config, Estimate(weights=need_mb * MIB, kv=0, compute=0))
+    return Setup(backend, f"m{backend}", config, Estimate(weights=need_mb * MIB, kv=0, compute=0, prompt_cache=0))
 
 
 class Node:
@@ -47,7 +47,9 @@ class Node:
 
     def __init__(self, *setups: Setup, budget_mb: int = 1000) -> None:
         self.now = 100.0
-        self.machine = Machine("n", Cap(budget_mb * MIB, True, "test"), RULES, wall=lambda t: EPOCH + timedelta(seconds=t))
+        self.machine = Machine(
+            "n", Cap(budget_mb * MIB, True, "test"), RULES, wall=lambda t: EPOCH + timedelta(seconds=t)
+        )
         self.effects: list[object] = []
         self.ids = iter(range(1, 10_000))
         self.step(MemoryNow(4 * budget_mb * MIB))

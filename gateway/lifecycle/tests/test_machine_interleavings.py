@@ -50,7 +50,7 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 def setup(backend: int, ttl: float = 20.0, kind: str = "chat") -> Setup:
     config = Config(backend, f"model-{backend}", kind, "/models/m.gguf", "", 1024, 1, None, (), 0, ttl, False)
-    return Setup(backend, f"model-{backend}", config, Estimate(weights=NEEDS[backend], kv=0, compute=0))
+    return Setup(backend, f"model-{backend}", config, Estimate(weights=NEEDS[backend], kv=0, compute=0, prompt_cache=0))
 
 
 SETUPS = {1: setup(1), 2: setup(2, ttl=0.0), 3: setup(3, kind="embedding"), 4: setup(4)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import URLValidator
 
+from gateway.lifecycle import flags
 from gateway.models import ModelKind, PromptFormat
 from gateway.registry import register_model
 
@@ -43,7 +43,12 @@ class Command(BaseCommand):
             "--ttl", type=int, help="seconds idle before it is stopped (0 = never; default MODEL_IDLE_TTL)"
         )
         managed.add_argument("--pin", action="store_true", help="loaded when the supervisor starts, never evicted")
-        managed.add_argument("--llama-args", default="", help='extra llama-server flags, e.g. "--pooling last"')
+        managed.add_argument(
+            "--llama-args", default="", help='extra llama-server flags (tuning only), e.g. "--pooling last"'
+        )
+        managed.add_argument(
+            "--cache-ram-mb", type=int, help="MiB for its prompt cache (0 = off; default MODEL_CACHE_RAM_MB)"
+        )
         managed.add_argument("--node", default="", help="node whose supervisor runs it (default this machine)")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -60,20 +65,23 @@ class Command(BaseCommand):
             raise CommandError(f"--defaults is not valid JSON: {exc}") from None
         if not isinstance(defaults, dict):
             raise CommandError("--defaults must be a JSON object")
-        model, created = register_model(
-            options["model_id"],
-            options["backend"],
-            managed=self.managed(options),
-            kind=options["kind"],
-            prompt_format=options["prompt_format"],
-            aliases=options["alias"],
-            description=options["description"],
-            max_tokens_cap=options["max_tokens_cap"],
-            context_length=options["context_length"],
-            request_timeout=options["timeout"],
-            default_params=defaults,
-            enabled=not options["disabled"],
-        )
+        try:
+            model, created = register_model(
+                options["model_id"],
+                options["backend"],
+                managed=self.managed(options),
+                kind=options["kind"],
+                prompt_format=options["prompt_format"],
+                aliases=options["alias"],
+                description=options["description"],
+                max_tokens_cap=options["max_tokens_cap"],
+                context_length=options["context_length"],
+                request_timeout=options["timeout"],
+                default_params=defaults,
+                enabled=not options["disabled"],
+            )
+        except flags.FlagError as exc:
+            raise CommandError(f"--llama-args: {exc}") from None
         verb = "created" if created else "updated"
         managed = " (managed)" if options["gguf"] else ""
         self.stdout.write(
@@ -86,12 +94,10 @@ class Command(BaseCommand):
         for flag in ("gguf", "mmproj"):
             if options[flag] and not Path(options[flag]).is_file():
                 raise CommandError(f"--{flag} {options[flag]!r} is not a file")
-        if options["ctx_size"] < 1 or options["parallel"] < 1 or (options["ttl"] is not None and options["ttl"] < 0):
-            raise CommandError("--ctx-size and --parallel must be positive, --ttl not negative")
-        try:
-            shlex.split(options["llama_args"])
-        except ValueError as exc:
-            raise CommandError(f"--llama-args cannot be split into flags: {exc}") from None
+        if options["ctx_size"] < 1 or options["parallel"] < 1:
+            raise CommandError("--ctx-size and --parallel must be positive")
+        if any(options[name] is not None and options[name] < 0 for name in ("ttl", "cache_ram_mb")):
+            raise CommandError("--ttl and --cache-ram-mb must not be negative")
         return {
             "gguf_path": str(Path(options["gguf"]).resolve()),
             "mmproj_path": str(Path(options["mmproj"]).resolve()) if options["mmproj"] else "",
@@ -101,5 +107,6 @@ class Command(BaseCommand):
             "idle_ttl": options["ttl"],
             "pinned": options["pin"],
             "llama_args": options["llama_args"],
+            "cache_ram_mb": options["cache_ram_mb"],
             "node": options["node"],
         }

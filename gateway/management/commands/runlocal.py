@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from gateway import ggufinfo, llama
+from gateway.lifecycle import flags
 from gateway.models import APIKey, ModelKind, Supervisor
 from gateway.node.identity import node_name
 from gateway.registry import register_model
@@ -43,6 +44,8 @@ class Command(BaseCommand):
             self.register_small_models()
         except llama.LlamaError as exc:
             raise CommandError(str(exc)) from exc
+        except flags.FlagError as exc:
+            raise CommandError(f"LLAMA_EXTRA_ARGS: {exc}") from None
         self.ensure_api_key()
         call_command("clearmetrics", stdout=self.stdout)
 
