@@ -19,7 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from gateway import auth, errors, requestlog, routing, service, upstream
 from gateway.dbsync import db_sync
 from gateway.models import APIKey
-from gateway.node import states
+from gateway.node import link, states
 from gateway.requestlog import RequestRecord
 from monitor.models import Node
 
@@ -234,8 +234,7 @@ async def _managed_report(backend: routing.BackendInfo, state: dict | None) -> d
     if not state.get("supervisor_alive"):
         report["status"], report["error"] = "down", f"no supervisor answers for node {backend.node}"
     elif state["state"] == "ready" and state.get("port"):
-        host = backend.supervisor.rpartition(":")[0] or "127.0.0.1"
-        target = upstream.Target(f"http://{host}:{state['port']}", backend.target.api_key)
+        target = upstream.Target(link.model_url(backend.supervisor, state["port"]), link.known_key(backend.id))
         probe = await upstream.probe(target, settings.HEALTH_TIMEOUT)
         report.update(url=target.base_url, status=probe.status, latency_ms=probe.latency_ms)
         if probe.slots is not None:

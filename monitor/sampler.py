@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from gateway.models import Backend, ModelState, Supervisor
 from gateway.node.identity import node_name
-from gateway.node.link import known_key
+from gateway.node.link import address_of, known_key, model_url
 from monitor.collectors.jetson import JetsonCollector
 from monitor.collectors.linux import LinuxCollector
 from monitor.collectors.llama import LlamaCollector, Target
@@ -94,12 +94,12 @@ def enabled_backends() -> list[Target]:
         "base_url", "model__model_id", "api_key"
     )
     targets = [Target(url, model, api_key) for url, model, api_key in rows]
-    hosts = dict(Supervisor.objects.values_list("node", "host"))
+    supervisors = {s.node: address_of(s) for s in Supervisor.objects.all()}
     running = Backend.objects.filter(enabled=True, model__enabled=True, managed=True, runtime__state=ModelState.READY)
     for backend, node, port, model in running.values_list("id", "node", "runtime__port", "model__model_id"):
-        if node in hosts and port:
+        if node in supervisors and port:
             # Its key is its supervisor's to give: known once this process is linked to it (monitor.energy).
-            targets.append(Target(f"http://{hosts[node]}:{port}", model, known_key(backend)))
+            targets.append(Target(model_url(supervisors[node], port), model, known_key(backend)))
     return targets
 
 

@@ -308,11 +308,14 @@ class Grant:
     cold: bool
 
 
-def _url_host(address: str) -> str:
+def model_url(address: str, port: int) -> str:
+    """The URL of a managed model's llama-server, from its supervisor's address and the port it was given: on the
+    supervisor's host (this one when reached by its socket), IPv6 addresses in brackets."""
     if address.startswith("unix:"):
-        return {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(settings.LLAMA_HOST, settings.LLAMA_HOST)
-    host = address.rpartition(":")[0]
-    return host if host.startswith("[") else f"[{host}]" if ":" in host else host
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.LLAMA_HOST, settings.LLAMA_HOST)
+    else:
+        host = address.rpartition(":")[0].strip("[]")
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 @contextlib.asynccontextmanager
@@ -339,8 +342,8 @@ async def lease(backend: BackendInfo, request_id: str) -> AsyncIterator[Grant]:
     if not reply.get("ok"):
         raise refused(reply)
     try:
-        url = f"http://{_url_host(address)}:{reply['port']}"
-        yield Grant(Target(url, str(reply.get("key") or "")), reply["waited_ms"], reply["cold"])
+        target = Target(model_url(address, reply["port"]), str(reply.get("key") or ""))
+        yield Grant(target, reply["waited_ms"], reply["cold"])
     finally:
         conn.send({"op": "release", "lease": name})
 

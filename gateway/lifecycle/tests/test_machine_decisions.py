@@ -91,8 +91,7 @@ def test_idle_models_go_when_the_memory_available_shrinks_and_busy_ones_stay() -
     idle = node.load(2)
     node.step(Release(1, idle))
 
-    node.step(MemoryNow(400 * MIB))  # something else took the memory: 600 MiB no longer fit
-    effects = node.later(0.1)
+    effects = node.step(MemoryNow(400 * MIB))  # something else took the memory: 600 MiB no longer fit
 
     assert node.state(2) == "stopping" and any(isinstance(e, Terminate) and e.backend == 2 for e in effects)
     assert node.state(1) == "ready" and busy in node.machine.entries[1].leases
@@ -107,8 +106,8 @@ def test_a_load_waits_while_the_memory_is_short_and_starts_once_it_is_back() -> 
     assert not any(isinstance(e, Spawn) for e in effects)
     assert node.machine.entries[2].waiters
 
-    node.step(MemoryNow(2000 * MIB))
-    assert any(isinstance(e, Spawn) and e.backend == 2 for e in node.later(0.1))
+    effects = node.step(MemoryNow(2000 * MIB))
+    assert any(isinstance(e, Spawn) and e.backend == 2 for e in effects)
 
 
 def test_an_oom_killed_model_is_recorded_budgeted_more_and_backs_off() -> None:
