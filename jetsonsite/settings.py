@@ -19,10 +19,12 @@ if (BASE_DIR / ".env").exists():
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 # Where the node's gateway processes keep their request counters (prometheus_client's multiprocess mode: one set of
-# files per process, summed by every scrape). One directory per node, shared by all its gateway processes.
+# files per process, summed by every scrape). One directory per node, shared by all its gateway processes; the
+# node's sampler counts in a subdirectory of its own (gateway.metrics.sampler_directory).
 PROMETHEUS_MULTIPROC_DIR = Path(env.str("PROMETHEUS_MULTIPROC_DIR", default="") or VAR_DIR / "prometheus")
 PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
-# prometheus_client reads it from the environment once, when first imported (gateway.metrics checks it did).
+# prometheus_client reads it from the environment when first imported (gateway.metrics checks it did), and again as
+# a process opens its files (the sampler points it at its own directory first).
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
 
 DEBUG = env.bool("DEBUG", default=False)

@@ -41,6 +41,10 @@ class Command(BaseCommand):
         interval = float(options["interval"] or settings.MONITOR_INTERVAL)  # type: ignore[arg-type]
         self.shutdown = False
         once = bool(options["once"])
+        if not once:
+            # The node's one sampler counts the energy in a metrics directory of its own: first thing, before this
+            # process creates a series.
+            metrics.use_sampler_directory()
         # One sample needs no power integration.
         power = None if once else PowerSampler.for_this_machine()
         asyncio.run(self.run(Sampler(power=power), interval, once=once))
@@ -101,7 +105,6 @@ class Command(BaseCommand):
         link = NodeLink(sampler.name, sampler.power)
         admission = Admission(Limits.for_this_machine())
         sys_root = Path(settings.MONITOR_SYS_ROOT)
-        metrics.claim_directory()  # the energy counter lives beside the gateway processes' counters
         self.stdout.write(
             f"admission: soft at {admission.limits.soft_c:g} °C, hard at {admission.limits.hard_c:g} °C "
             f"({admission.limits.source}); power limit {admission.limits.power_w or 'none'}"
