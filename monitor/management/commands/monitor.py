@@ -100,7 +100,8 @@ class Command(BaseCommand):
 
     async def watch_node(self, sampler: Sampler) -> None:
         """Admission from the thermal zones (and, reading by reading, the power) and the energy of ended requests,
-        through the link to the node's supervisor."""
+        through the link to the node's supervisor, which is told the decision at each change and every
+        ADMISSION_INTERVAL."""
         loop = asyncio.get_running_loop()
         link = NodeLink(sampler.name, sampler.power)
         admission = Admission(Limits.for_this_machine())
@@ -124,7 +125,11 @@ class Command(BaseCommand):
                     with contextlib.suppress(DatabaseError):
                         await link.keep_connected()
                 zones = await asyncio.to_thread(files.thermal_zones, sys_root)
-                pass_on(admission.observe_temperatures(zones))
+                decision = admission.observe_temperatures(zones)
+                if decision is None:
+                    link.repeat()
+                else:
+                    link.decided(decision)
                 await link.store_decision()
                 try:
                     await link.settle()
