@@ -12,7 +12,7 @@ from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
@@ -48,13 +48,23 @@ class Command(BaseCommand):
         # One sample needs no power integration.
         power = None if once else PowerSampler.for_this_machine()
         asyncio.run(self.run(Sampler(power=power), interval, once=once))
+        if self.watch_failed:
+            raise CommandError("admission and energy stopped with an error (see above): the sampler stopped too")
 
     def on_signal(self) -> None:
         self.shutdown = True
         self.wake.set()
 
+    def on_watch_end(self, watching: asyncio.Future[None]) -> None:
+        if not watching.cancelled() and watching.exception() is not None:
+            # A sampler that samples on without deciding admission would look alive to every reader of its node's
+            # state, which its supervisor no longer applies: stop, and let systemd start it again.
+            log.error("admission and energy stopped", exc_info=watching.exception())
+            self.watch_failed = True
+            self.on_signal()
+
     async def run(self, sampler: Sampler, interval: float, once: bool = False) -> None:
-        self.shutdown = False
+        self.shutdown = self.watch_failed = False
         self.wake = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -69,6 +79,8 @@ class Command(BaseCommand):
         elif power is not None:
             self.stdout.write("no power sensor: energy is not measured")
         watching = None if once else asyncio.ensure_future(self.watch_node(sampler))
+        if watching is not None:
+            watching.add_done_callback(self.on_watch_end)
         try:
             # CPU load and network rates are differences: the first sample needs a reading one interval earlier.
             await asyncio.to_thread(sampler.collect_system)
@@ -87,8 +99,7 @@ class Command(BaseCommand):
         finally:
             if watching is not None:
                 watching.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watching
+                await asyncio.gather(watching, return_exceptions=True)  # its error, if any, is logged already
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
             if power is not None and power.available:
