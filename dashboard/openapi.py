@@ -14,7 +14,7 @@ from gateway import images, params, schemas
 from gateway.requestlog import usage
 from gateway.requestlog import views as logviews
 from monitor import views as monitorviews
-from monitor.admission import HARD, NORMAL, SOFT
+from monitor.admission import HARD, NORMAL, SOFT, STALE
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 MODEL = {"$ref": "#/components/schemas/Model"}
@@ -144,10 +144,13 @@ READINESS = {
 NUMBER_OR_NULL = {"type": "number", "nullable": True}
 STRING_OR_NULL = {"type": "string", "nullable": True}
 ADMISSION_FIELDS = {
-    "state": {"type": "string", "enum": [NORMAL, SOFT, HARD], "description": "normal; soft: new generation "
-              "requests wait, one at a time per model; hard: they are refused (503)."},
-    "reason": {"type": "string", "description": "Why, with the figures (empty when normal)."},
-    "since": {**STRING_OR_NULL, "description": "When the node entered this state."},
+    "state": {"type": "string", "enum": [NORMAL, SOFT, HARD, STALE], "description": "normal; soft: new generation "
+              "requests wait, one at a time per model; hard: they are refused (503); stale: the sampler decided soft "
+              "or hard but has been silent for longer than ADMISSION_STALE_SECONDS, so load is admitted normally."},
+    "reason": {"type": "string", "description": "Why, with the figures (empty when normal, unless a sensor went "
+               "stale); when stale, what the silent sampler last decided (\"last decided hard: …\")."},
+    "since": {**STRING_OR_NULL, "description": "When the node entered this state (stale: the sampler's last "
+              "sample)."},
 }  # fmt: skip
 ADMISSION = {"type": "object", "required": list(ADMISSION_FIELDS), "properties": ADMISSION_FIELDS}
 NODE_ADMISSION = {

@@ -1,12 +1,15 @@
 """The gateway's request metrics for Prometheus: counters and histograms updated as each request's record is submitted,
 and the energy counter the node's sampler adds to as it measures each request.
 
-prometheus_client's multiprocess mode: every gateway process adds to its own memory-mapped files in
-settings.PROMETHEUS_MULTIPROC_DIR, and a scrape of any process sums every file there. So the figures are the node's,
-they never fall while the node's gateway runs (a process that exits leaves its files, and a restarted one with the
-same pid carries on from them), and a scrape costs the same whatever the size of the request log. The directory is
-cleared when the gateway starts (`clear_directory`), unless a process is still using it: another gateway process, or
-the node's sampler (`manage.py monitor`), which counts the energy.
+prometheus_client's multiprocess mode: every process adds to its own memory-mapped files, and a scrape of any gateway
+process sums every file. The gateway processes write into settings.PROMETHEUS_MULTIPROC_DIR, the node's sampler
+(`manage.py monitor`, the only process that counts energy) into a directory of its own inside it (`sampler_directory`).
+So the figures are the node's, and a scrape costs the same whatever the size of the request log. Each directory is
+cleared when its writers start, unless one of them still uses it (`claim_directory`): the gateway's by `manage.py
+clearmetrics` before the gateway starts, the sampler's by the sampler itself as it starts. The counters of a process
+that exits stay in the sum until then; at a start they restart at zero, which Prometheus reads as a counter reset.
+Keeping the two apart is what lets both be cleared: a sampler that runs for weeks would otherwise hold the gateway's
+directory, and the files of every gateway process since would pile up.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import fcntl
 import functools
 import logging
 import math
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -22,6 +27,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 if TYPE_CHECKING:
@@ -76,8 +82,10 @@ ENERGY = Counter(
     ("model",),
     registry=None,
 )
-_LOCK_FILE = "gateway.lock"  # not *.db: the collector reads only those
-_claim: IO[bytes] | None = None
+# Not *.db: the collector reads only those. The same name in both directories (a gateway of the previous version,
+# still running through an upgrade, holds it in the gateway's).
+_LOCK_FILE = "gateway.lock"
+_claims: dict[Path, IO[bytes]] = {}
 
 
 def endpoint_label(path: str) -> str:
@@ -118,40 +126,79 @@ def count_energy(model: str, joules: float | None) -> None:
     """Add a request's energy to its model's counter; called by the node's sampler (monitor.energy) as it writes the
     energy into the request's row.
 
-    The sampler measures energy in its own process: `manage.py monitor` claims the metrics directory when it starts,
+    The sampler counts in its own directory: `manage.py monitor` moves there as it starts (`use_sampler_directory`),
     and so does the first call here, so that no caller can forget it and a gateway start never clears files the
     sampler still writes. Nothing (None, a negative or not-a-number figure) counts nothing: a counter only rises.
     """
     if joules is None or not math.isfinite(joules) or joules <= 0:
         return
     try:
-        claim_directory()
+        use_sampler_directory()
         _series(ENERGY, model).inc(joules)
     except Exception:
         logger.exception("Could not count the energy of a request")
 
 
+def sampler_directory() -> Path:
+    """Where the node's sampler keeps its counters: a directory of its own, inside the gateway processes' one."""
+    return Path(settings.PROMETHEUS_MULTIPROC_DIR) / "sampler"
+
+
+def use_sampler_directory() -> None:
+    """Have this process (the node's sampler) count in the sampler's directory, cleared first unless another sampler
+    still uses it, and claimed until this process exits; once per process, before it creates its first series.
+
+    prometheus_client opens a process's file of each metric type in the PROMETHEUS_MULTIPROC_DIR of the environment
+    at the moment that type's first series is created (prometheus_client.values.MultiProcessValue).
+    """
+    directory = sampler_directory()
+    if directory in _claims:
+        return
+    clear_directory(directory)
+    claim_directory(directory)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
+class _NodeFiles:
+    """A collector of the sum over every process's files: the gateway processes' and the sampler's."""
+
+    def __init__(self, *directories: Path) -> None:
+        self.directories = directories
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            return MultiProcessCollector.merge(self._files(), accumulate=True)
+        except FileNotFoundError:
+            # A file cleared by a sampler starting between the listing and the reading: list again.
+            return MultiProcessCollector.merge(self._files(), accumulate=True)
+
+    def _files(self) -> list[str]:
+        return [str(path) for directory in self.directories for path in directory.glob("*.db")]
+
+
 def add_to(registry: CollectorRegistry) -> None:
     """Have `registry` expose the node's request metrics: the sum over every process's files."""
-    MultiProcessCollector(registry, path=str(settings.PROMETHEUS_MULTIPROC_DIR))
+    registry.register(_NodeFiles(Path(settings.PROMETHEUS_MULTIPROC_DIR), sampler_directory()))
 
 
-def claim_directory() -> None:
-    """Mark this process as a user of the metrics directory until it exits, so that no start clears it meanwhile."""
-    global _claim
-    if _claim is None:
-        claim = open(Path(settings.PROMETHEUS_MULTIPROC_DIR) / _LOCK_FILE, "ab")  # noqa: SIM115 (held until exit)
+def claim_directory(directory: Path | None = None) -> None:
+    """Mark this process as a user of a metrics directory (default: the gateway processes') until it exits, so that
+    no start clears it meanwhile."""
+    directory = Path(directory or settings.PROMETHEUS_MULTIPROC_DIR)
+    if directory not in _claims:
+        claim = open(directory / _LOCK_FILE, "ab")  # noqa: SIM115 (held until exit)
         fcntl.flock(claim, fcntl.LOCK_SH)  # waits while a clear_directory runs
-        _claim = claim
+        _claims[directory] = claim
 
 
-def clear_directory() -> int | None:
-    """Delete the files of processes that ran before this start, as prometheus_client advises.
+def clear_directory(directory: Path | None = None) -> int | None:
+    """Delete the files of processes that ran before this start from a metrics directory (default: the gateway
+    processes'), as prometheus_client advises.
 
-    Returns how many files went, or None when a gateway process or the sampler still uses the directory (it holds
-    the lock of `claim_directory`): its counters, and those of exited processes, must stay while it runs.
+    Returns how many files went, or None when a process still uses the directory (it holds the lock of
+    `claim_directory`): its counters, and those of exited processes, must stay while it runs.
     """
-    directory = Path(settings.PROMETHEUS_MULTIPROC_DIR)
+    directory = Path(directory or settings.PROMETHEUS_MULTIPROC_DIR)
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / _LOCK_FILE, "ab") as lock:
         try:

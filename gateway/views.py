@@ -252,7 +252,8 @@ def _managed_states() -> tuple[dict[int, dict], list[dict]]:
 
 
 def _admission() -> list[dict[str, Any]]:
-    """Each sampled node's admission state; `last_seen` says how fresh it is (its sampler decides it)."""
+    """Each sampled node's admission state as its sampler decided it (stale once the sampler is silent), and its
+    latest sample (`last_seen`)."""
     return [
         {"node": node.name, **node.admission(), "last_seen": node.last_seen and node.last_seen.isoformat()}
         for node in Node.objects.all()

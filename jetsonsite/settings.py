@@ -19,10 +19,12 @@ if (BASE_DIR / ".env").exists():
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 # Where the node's gateway processes keep their request counters (prometheus_client's multiprocess mode: one set of
-# files per process, summed by every scrape). One directory per node, shared by all its gateway processes.
+# files per process, summed by every scrape). One directory per node, shared by all its gateway processes; the
+# node's sampler counts in a subdirectory of its own (gateway.metrics.sampler_directory).
 PROMETHEUS_MULTIPROC_DIR = Path(env.str("PROMETHEUS_MULTIPROC_DIR", default="") or VAR_DIR / "prometheus")
 PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
-# prometheus_client reads it from the environment once, when first imported (gateway.metrics checks it did).
+# prometheus_client reads it from the environment when first imported (gateway.metrics checks it did), and again as
+# a process opens its files (the sampler points it at its own directory first).
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
 
 DEBUG = env.bool("DEBUG", default=False)
@@ -298,6 +300,14 @@ ADMISSION_POWER_LIMIT_W = env.float("ADMISSION_POWER_LIMIT_W", default=None)
 ADMISSION_INTERVAL = env.float("ADMISSION_INTERVAL", default=1.0)
 if ADMISSION_RECOVER_C < 0 or ADMISSION_INTERVAL <= 0:
     raise ImproperlyConfigured("ADMISSION_RECOVER_C must not be negative and ADMISSION_INTERVAL must be positive")
+# Seconds without readings after which admission fails open: a thermal zone or power sensor silent that long no longer
+# holds the sampler's decision in soft or hard, a sampler silent that long no longer holds its node's (readers show
+# "stale", the supervisor admits normally). Default: 10 s, or three of the slower loop's intervals if that is longer.
+ADMISSION_STALE_SECONDS = env.float("ADMISSION_STALE_SECONDS", default=None)
+if ADMISSION_STALE_SECONDS is None:
+    ADMISSION_STALE_SECONDS = max(10.0, 3 * max(MONITOR_INTERVAL, ADMISSION_INTERVAL))
+if max(MONITOR_INTERVAL, ADMISSION_INTERVAL) >= ADMISSION_STALE_SECONDS:
+    raise ImproperlyConfigured("ADMISSION_STALE_SECONDS must exceed both MONITOR_INTERVAL and ADMISSION_INTERVAL")
 
 # --- Request logs ---
 # Record API requests in the database (off only to measure what logging costs).

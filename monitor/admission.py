@@ -3,14 +3,18 @@ per model (soft), or refuses them (hard), decided from the hottest thermal zone 
 
 The sampler decides; the node's supervisor applies it (gateway.lifecycle.supervisor.Admission) and the node row
 shows it. Both limits have hysteresis: a zone must cool ADMISSION_RECOVER_C below a limit to leave its zone, and the
-power must stay under its limit for as many readings as it took to go over it.
+power must stay under its limit for as many readings as it took to go over it. Both fail open: a part whose readings
+stop (thermal zones that no longer read, a power sensor that no longer answers) for ADMISSION_STALE_SECONDS is back
+to normal until they return, so that a broken sensor on a hot board does not refuse every request for good.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +22,12 @@ from django.conf import settings
 
 from monitor.collectors import files
 
+log = logging.getLogger(__name__)
+
 NORMAL, SOFT, HARD = "normal", "soft", "hard"
+# Not a decision: how readers (/health, /api/nodes, the dashboard, Prometheus) show a soft or hard node whose sampler
+# is silent, and which its supervisor no longer applies.
+STALE = "stale"
 OVERHEATED, POWER_LIMIT = "device_overheated", "power_limit"  # the error codes of a hard refusal
 POWER_READINGS = 3  # consecutive readings over the power limit that make it hard (and under it that end it)
 # Without limits of its own or trip points of the board: a Jetson throttles near 99 °C, plain PCs near 90-100 °C.
@@ -94,12 +103,51 @@ class Decision:
         )
 
 
+class Readings:
+    """When one kind of reading last arrived, and whether it has gone stale: none for longer than `stale_after`
+    seconds since the last one (never before the first: a machine without the sensor has nothing to miss)."""
+
+    def __init__(self, kind: str, stale_after: float, clock: Callable[[], float]) -> None:
+        self.kind = kind
+        self.stale_after = stale_after
+        self.clock = clock
+        self.last: float | None = None
+        self.stale = False
+        self.reason = ""
+
+    def arrived(self) -> None:
+        if self.stale:
+            log.warning("%s readings are back: admission counts them again", self.kind)
+            self.stale, self.reason = False, ""
+        self.last = self.clock()
+
+    def went_stale(self) -> bool:
+        """True once, when the readings have just gone stale."""
+        if self.stale or self.last is None:
+            return False
+        silent = self.clock() - self.last
+        if silent <= self.stale_after:
+            return False
+        self.stale, self.reason = True, f"stale: no {self.kind} reading for {silent:.0f} s"
+        log.warning("%s: admission leaves them out until one arrives", self.reason)
+        return True
+
+
 class Admission:
     """Fed temperatures and power readings; says when the decision changes. Thread-safe enough for one feeder of
-    each kind (the power readings come from the power sampler's thread, the temperatures from the sample loop)."""
+    each kind (the power readings come from the power sampler's thread, the temperatures from the sample loop).
 
-    def __init__(self, limits: Limits) -> None:
+    Its staleness is checked at each feed: the temperatures are looked at every ADMISSION_INTERVAL, readable or not.
+    `clock` (monotonic seconds) is for tests.
+    """
+
+    def __init__(
+        self, limits: Limits, stale_after: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limits = limits
+        stale_after = settings.ADMISSION_STALE_SECONDS if stale_after is None else stale_after
+        self.temperature_readings = Readings("temperature", stale_after, clock)
+        self.power_readings = Readings("power", stale_after, clock)
         self.heat = NORMAL
         self.heat_reason = ""
         self.over = 0  # consecutive readings over the power limit
@@ -117,6 +165,7 @@ class Admission:
 
     def _observe_temperatures(self, zones: dict[str, float]) -> Decision | None:
         if zones:
+            self.temperature_readings.arrived()
             name, hottest = max(zones.items(), key=lambda item: item[1])
             self.heat = self._heat_state(hottest)
             limit = self.limits.hard_c if self.heat == HARD else self.limits.soft_c
@@ -132,6 +181,7 @@ class Admission:
         limit = self.limits.power_w
         if limit is None or math.isnan(watts):
             return None
+        self.power_readings.arrived()
         if watts > limit:
             self.over, self.under = self.over + 1, 0
             if self.over >= POWER_READINGS:
@@ -151,7 +201,15 @@ class Admission:
             return SOFT
         return NORMAL
 
+    def _expire(self) -> None:
+        """Back to normal, the part whose readings have stopped."""
+        if self.temperature_readings.went_stale():
+            self.heat, self.heat_reason = NORMAL, ""
+        if self.power_readings.went_stale():
+            self.power_hard, self.over, self.under = False, 0, 0
+
     def _decide(self) -> Decision | None:
+        self._expire()
         if self.heat == HARD:
             decision = Decision(HARD, OVERHEATED, self.heat_reason, RETRY_AFTER_HEAT)
         elif self.power_hard:
@@ -159,7 +217,8 @@ class Admission:
         elif self.heat == SOFT:
             decision = Decision(SOFT, "device_hot", self.heat_reason, RETRY_AFTER_HEAT)
         else:
-            decision = Decision()
+            stale = [readings.reason for readings in (self.temperature_readings, self.power_readings) if readings.stale]
+            decision = Decision(reason="; ".join(stale))
         if (decision.state, decision.code) == (self.decision.state, self.decision.code):
             return None
         self.decision, self.since = decision, time.time()

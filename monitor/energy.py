@@ -93,8 +93,13 @@ class NodeLink:
     def decided(self, decision: Decision) -> None:
         """A new admission decision: to the supervisor at once; onto the node's row at the next `store_decision`."""
         self.decision = self.unstored = decision
+        self.repeat()
+
+    def repeat(self) -> None:
+        """The current decision to the supervisor again: the sampler's heartbeat, every ADMISSION_INTERVAL, without
+        which the supervisor takes a hard or soft decision for stale (the sampler died) and admits normally."""
         if self.connection is not None:
-            self.connection.send(decision.message())
+            self.connection.send(self.decision.message())
 
     async def store_decision(self) -> None:
         """The newest decision onto the node's row, where /health, the dashboard and Prometheus read it."""

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Avg, Count, Max
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
+
+from monitor.admission import HARD, SOFT, STALE
 
 # The headline figures: a typed column on Sample, an average and a maximum on Rollup, a series in the history API.
 METRICS: dict[str, str] = {
@@ -58,8 +61,22 @@ class Node(models.Model):
 
     def admission(self) -> dict:
         """The admission state as /health, /api/nodes and the dashboard's banner show it."""
-        since = self.admission_since
-        return {"state": self.admission_state, "reason": self.admission_reason, "since": since and since.isoformat()}
+        state, reason, since = self.shown_admission()
+        return {"state": state, "reason": reason, "since": since and since.isoformat()}
+
+    def shown_admission(self) -> tuple[str, str, datetime | None]:
+        """(state, reason, since) as every reader shows them: as the sampler last decided them, or stale when that was
+        soft or hard and the sampler has been silent (no sample) for longer than ADMISSION_STALE_SECONDS, since the
+        node's supervisor then admits load normally; a stale state is dated from the sampler's last sample."""
+        if self.admission_state in (SOFT, HARD) and self.sampler_silent():
+            decided = ": ".join(filter(None, (self.admission_state, self.admission_reason)))
+            return STALE, f"last decided {decided}", self.last_seen
+        return self.admission_state, self.admission_reason, self.admission_since
+
+    def sampler_silent(self) -> bool:
+        """No sample for longer than ADMISSION_STALE_SECONDS: the sample loop stores one every MONITOR_INTERVAL."""
+        stale_after = timedelta(seconds=settings.ADMISSION_STALE_SECONDS)
+        return self.last_seen is None or timezone.now() - self.last_seen > stale_after
 
 
 class IdlePowerManager(models.Manager["IdlePower"]):

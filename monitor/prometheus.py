@@ -10,11 +10,11 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from gateway import metrics
 from gateway.lifecycle.prometheus import ManagedModels
-from monitor.admission import HARD, NORMAL, SOFT
+from monitor.admission import HARD, NORMAL, SOFT, STALE
 from monitor.models import Node, Sample
 
 FAMILIES = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily}
-ADMISSION_STATES = (NORMAL, SOFT, HARD)
+ADMISSION_STATES = (NORMAL, SOFT, HARD, STALE)
 
 
 class Exposition:
@@ -129,21 +129,23 @@ def add_sample(out: Exposition, sample: Sample) -> None:
 
 
 def add_admission(out: Exposition, node: Node) -> None:
-    """The node's admission state as one series per state. Its reason is free text whose figures change with every
-    sample: as a label it would start a new series each time, so it stays in /health and on the dashboard."""
-    states = ADMISSION_STATES if node.admission_state in ADMISSION_STATES else (*ADMISSION_STATES, node.admission_state)
+    """The node's admission state as one series per state (stale: soft or hard, but its sampler is silent, so load
+    is admitted normally). Its reason is free text whose figures change with every sample: as a label it would start
+    a new series each time, so it stays in /health and on the dashboard."""
+    current, _, since = node.shown_admission()
+    states = ADMISSION_STATES if current in ADMISSION_STATES else (*ADMISSION_STATES, current)
     for state in states:
         out.add(
             "jetson_admission_state",
             "gauge",
-            "1 for the node's admission state (normal, soft: new generation requests wait, hard: refused), 0 else.",
-            int(node.admission_state == state),
+            "1 for the node's admission state (normal, soft: new generation requests wait, hard: refused, stale: soft "
+            "or hard but the sampler is silent, so admitted normally), 0 else.",
+            int(current == state),
             node=node.name,
             state=state,
         )
-    since = node.admission_since.timestamp() if node.admission_since else None
-    out.add("jetson_admission_since_timestamp_seconds", "gauge", "When the node entered its admission state.", since,
-            node=node.name)  # fmt: skip
+    out.add("jetson_admission_since_timestamp_seconds", "gauge", "When the node entered its admission state.",
+            since and since.timestamp(), node=node.name)  # fmt: skip
 
 
 class LatestSamples:

@@ -51,3 +51,11 @@ def test_check_deploy_is_clean_with_production_settings() -> None:
                      ALLOWED_HOSTS="jetson.example.org", HTTPS="true")  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_it_refuses_a_stale_bound_no_longer_than_the_samplers_interval() -> None:
+    result = _manage("check", DEBUG="true", MONITOR_INTERVAL="5", ADMISSION_STALE_SECONDS="5")
+    assert result.returncode != 0
+    assert "ADMISSION_STALE_SECONDS must exceed both MONITOR_INTERVAL and ADMISSION_INTERVAL" in result.stderr
+    # Left empty, it follows a slow sampler: three of its intervals.
+    assert _manage("check", DEBUG="true", MONITOR_INTERVAL="5", ADMISSION_STALE_SECONDS="").returncode == 0

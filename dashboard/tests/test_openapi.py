@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
 from django.urls import Resolver404, resolve, reverse
@@ -93,8 +95,11 @@ def test_it_describes_admission_states_as_nodes_give_them(client: Client, alice)
     Node.objects.create(name="orin-1", power_mode="MAXN", admission_state="hard", admission_reason="92 °C",
                         admission_since=timezone.now(), last_seen=timezone.now())  # fmt: skip
     Node.objects.create(name="nano-1")
+    Node.objects.create(name="tx-1", admission_state="soft", last_seen=timezone.now() - timedelta(hours=1))
     client.force_login(alice)
     nodes = client.get("/api/nodes").json()
-    assert [(n["name"], n["admission"]["state"]) for n in nodes["nodes"]] == [("nano-1", "normal"), ("orin-1", "hard")]
+    assert [(n["name"], n["admission"]["state"]) for n in nodes["nodes"]] == [
+        ("nano-1", "normal"), ("orin-1", "hard"), ("tx-1", "stale"),
+    ]  # fmt: skip
     assert nodes["nodes"][1]["admission"]["reason"] == "92 °C"
     assert conforms(nodes, answer_schema("/api/nodes")), nodes

@@ -1,5 +1,6 @@
-"""jetson_gateway_energy_joules_total{model}: the sampler's process counts each measured request's energy into the
-node's metrics directory, which a scrape of the gateway sums, and which no gateway start clears while it runs."""
+"""jetson_gateway_energy_joules_total{model}: the sampler's process counts each measured request's energy into a
+metrics directory of its own, which a scrape of the gateway sums with the gateway processes' files, which a gateway
+start never clears, and which the next sampler clears as it starts."""
 
 from __future__ import annotations
 
@@ -56,15 +57,19 @@ def test_it_counts_joules_per_model_from_another_process_and_keeps_them(director
         samples = scraped(directory)
         assert value(samples, "jetson_gateway_energy_joules_total", model="qwen") == 12.75
         assert value(samples, "jetson_gateway_energy_joules_total", model="gemma") == 3.0  # nothing else counted
-        # A gateway starting meanwhile leaves the sampler's files alone: the counter never falls.
+        # A gateway starting meanwhile clears its own directory and leaves the sampler's alone, and a second sampler
+        # starting beside this one clears nothing: the counter never falls.
         with override_settings(PROMETHEUS_MULTIPROC_DIR=directory):
-            assert metrics.clear_directory() is None
+            assert metrics.clear_directory() == 0
+            assert metrics.clear_directory(metrics.sampler_directory()) is None
         assert value(scraped(directory), "jetson_gateway_energy_joules_total", model="qwen") == 12.75
     finally:
         sampler.communicate("stop\n", timeout=30)
     assert sampler.returncode == 0
-    # Once the sampler has exited, its counts stay in the sum until a start clears the directory.
+    # Once the sampler has exited, its counts stay in the sum, through gateway starts, until the next sampler starts.
+    with override_settings(PROMETHEUS_MULTIPROC_DIR=directory):
+        metrics.clear_directory()
     assert value(scraped(directory), "jetson_gateway_energy_joules_total", model="qwen") == 12.75
     with override_settings(PROMETHEUS_MULTIPROC_DIR=directory):
-        assert metrics.clear_directory()
+        assert metrics.clear_directory(metrics.sampler_directory()) == 1
     assert value(scraped(directory), "jetson_gateway_energy_joules_total", model="qwen") == 0

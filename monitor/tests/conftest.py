@@ -1,4 +1,5 @@
-"""Named fixtures for the monitor tests: alice's key may read metrics, bob's may not; a staff session."""
+"""Named fixtures for the monitor tests: alice's key may read metrics, bob's may not; a staff session; a real sampler
+over a fake Jetson (the lifecycle tests' `sampler_factory`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.contrib.auth.models import User
 from django.db import connections
 from django.test import Client
 
+from gateway.lifecycle.tests.conftest import sampler_factory  # noqa: F401 (a fixture)
 from gateway.models import APIKey
 
 

@@ -1,4 +1,5 @@
-"""`manage.py monitor` samples on its interval and stops cleanly on SIGTERM."""
+"""`manage.py monitor` samples on its interval and stops cleanly on SIGTERM, or with an error when its admission loop
+dies."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
+from monitor.collectors import files
 from monitor.collectors.linux import LinuxCollector
 from monitor.collectors.llama import LlamaCollector
 from monitor.management.commands.monitor import Command
@@ -35,6 +37,21 @@ async def test_it_stops_on_sigterm(tmp_path: Path, thread_connections_closed: No
     assert await count() >= 2
     # The handler is gone with the loop: SIGTERM means the default again.
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_it_stops_when_its_admission_loop_dies(
+    tmp_path: Path, thread_connections_closed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(sys_root: Path) -> dict[str, float]:
+        raise RuntimeError("a bug in the admission loop")
+
+    monkeypatch.setattr(files, "thermal_zones", broken)
+    command = Command()
+    sampler = Sampler("broken-node", [LinuxCollector(["/"], tmp_path)], LlamaCollector(timeout=1), backends=list)
+    # Not sampling on as if all were well: it stops, and `handle` then exits with an error (systemd restarts it).
+    await asyncio.wait_for(command.run(sampler, interval=0.05), timeout=15)
+    assert command.watch_failed
 
 
 @pytest.mark.django_db(transaction=True)

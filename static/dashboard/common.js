@@ -121,12 +121,12 @@ const Dash = (() => {
     return { text: get("--text"), muted: get("--muted"), border: get("--border"), accent: get("--accent"), ok: get("--ok"), warn: get("--warn"), bad: get("--bad") };
   }
 
-  // --- Nodes and their admission: polled on every page, shown as a banner when one is soft or hard ---
+  // --- Nodes and their admission: polled on every page, shown as a banner when one is soft, hard or stale ---
   const NODES_EVERY_MS = 10000;
-  const STALE_AFTER_MS = 60000; // a node's state is only as fresh as its sampler's latest sample
   const EFFECT = {
     soft: "new generation requests wait, and each model serves one at a time",
     hard: "new generation requests are refused (503); those running finish",
+    stale: "load is admitted normally",
   };
   const nodeListeners = [];
   let latestNodes = null;
@@ -138,14 +138,12 @@ const Dash = (() => {
   }
 
   function admissionLine(node) {
-    const admission = node.admission;
-    const seen = node.last_seen ? Date.parse(node.last_seen) : NaN;
-    const stale = Number.isNaN(seen) || Date.now() - seen > STALE_AFTER_MS ? ` No sample from this node since ${time(node.last_seen)}: its state may be out of date.` : "";
-    return el("p", { class: admission.state, "data-node": node.name },
-      el("span", { class: "state" }, `${node.name}: ${admission.state} admission`),
-      ` since ${time(admission.since)}: ${EFFECT[admission.state]}.`,
-      admission.reason ? ` ${admission.reason}.` : "",
-      stale);
+    const { state, since, reason } = node.admission;
+    const stale = state === "stale"; // the server found the sampler silent: what it last decided no longer applies
+    return el("p", { class: state, "data-node": node.name },
+      el("span", { class: "state" }, stale ? `${node.name}: stale` : `${node.name}: ${state} admission`),
+      stale ? `: the sampler is silent since ${time(since)}, ${EFFECT.stale}.` : ` since ${time(since)}: ${EFFECT[state]}.`,
+      reason ? ` ${reason}.` : "");
   }
 
   function showAdmission(banner, nodes) {

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
@@ -41,16 +41,30 @@ class Command(BaseCommand):
         interval = float(options["interval"] or settings.MONITOR_INTERVAL)  # type: ignore[arg-type]
         self.shutdown = False
         once = bool(options["once"])
+        if not once:
+            # The node's one sampler counts the energy in a metrics directory of its own: first thing, before this
+            # process creates a series.
+            metrics.use_sampler_directory()
         # One sample needs no power integration.
         power = None if once else PowerSampler.for_this_machine()
         asyncio.run(self.run(Sampler(power=power), interval, once=once))
+        if self.watch_failed:
+            raise CommandError("admission and energy stopped with an error (see above): the sampler stopped too")
 
     def on_signal(self) -> None:
         self.shutdown = True
         self.wake.set()
 
+    def on_watch_end(self, watching: asyncio.Future[None]) -> None:
+        if not watching.cancelled() and watching.exception() is not None:
+            # A sampler that samples on without deciding admission would look alive to every reader of its node's
+            # state, which its supervisor no longer applies: stop, and let systemd start it again.
+            log.error("admission and energy stopped", exc_info=watching.exception())
+            self.watch_failed = True
+            self.on_signal()
+
     async def run(self, sampler: Sampler, interval: float, once: bool = False) -> None:
-        self.shutdown = False
+        self.shutdown = self.watch_failed = False
         self.wake = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -65,6 +79,8 @@ class Command(BaseCommand):
         elif power is not None:
             self.stdout.write("no power sensor: energy is not measured")
         watching = None if once else asyncio.ensure_future(self.watch_node(sampler))
+        if watching is not None:
+            watching.add_done_callback(self.on_watch_end)
         try:
             # CPU load and network rates are differences: the first sample needs a reading one interval earlier.
             await asyncio.to_thread(sampler.collect_system)
@@ -83,8 +99,7 @@ class Command(BaseCommand):
         finally:
             if watching is not None:
                 watching.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watching
+                await asyncio.gather(watching, return_exceptions=True)  # its error, if any, is logged already
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
             if power is not None and power.available:
@@ -96,12 +111,12 @@ class Command(BaseCommand):
 
     async def watch_node(self, sampler: Sampler) -> None:
         """Admission from the thermal zones (and, reading by reading, the power) and the energy of ended requests,
-        through the link to the node's supervisor."""
+        through the link to the node's supervisor, which is told the decision at each change and every
+        ADMISSION_INTERVAL."""
         loop = asyncio.get_running_loop()
         link = NodeLink(sampler.name, sampler.power)
         admission = Admission(Limits.for_this_machine())
         sys_root = Path(settings.MONITOR_SYS_ROOT)
-        metrics.claim_directory()  # the energy counter lives beside the gateway processes' counters
         self.stdout.write(
             f"admission: soft at {admission.limits.soft_c:g} °C, hard at {admission.limits.hard_c:g} °C "
             f"({admission.limits.source}); power limit {admission.limits.power_w or 'none'}"
@@ -121,7 +136,11 @@ class Command(BaseCommand):
                     with contextlib.suppress(DatabaseError):
                         await link.keep_connected()
                 zones = await asyncio.to_thread(files.thermal_zones, sys_root)
-                pass_on(admission.observe_temperatures(zones))
+                decision = admission.observe_temperatures(zones)
+                if decision is None:
+                    link.repeat()
+                else:
+                    link.decided(decision)
                 await link.store_decision()
                 try:
                     await link.settle()
