@@ -255,8 +255,6 @@ if MODEL_QUEUE_LENGTH < 1 or MODEL_LOAD_TIMEOUT <= 0 or MODEL_STOP_GRACE < 0 or 
     )
 if SUPERVISOR_DRAIN_SECONDS < 0 or LLAMA_LOG_MAX_BYTES < 64 * 1024:
     raise ImproperlyConfigured("SUPERVISOR_DRAIN_SECONDS must not be negative and LLAMA_LOG_MAX_BYTES at least 64 KiB")
-# PLACEHOLDER (merged from another branch): admission staleness.
-ADMISSION_STALE_SECONDS = env.float("ADMISSION_STALE_SECONDS", default=10.0)
 if MODEL_CACHE_RAM_MB < 0:
     raise ImproperlyConfigured("MODEL_CACHE_RAM_MB must be a number of MiB, 0 or more (0 = no prompt cache)")
 if MODEL_MEMORY_BUDGET_MB is not None and not MODEL_MEMORY_BUDGET_MB > 0:

@@ -170,6 +170,7 @@ def sampler_factory(transactional_db: None, tmp_path: Path) -> Iterator[Callable
 
     def start(**settings: object) -> RunningSampler:
         root = tmp_path / f"sampler-{len(started)}"
+        ARTIFACTS.mkdir(exist_ok=True)
         tree, proc, etc = orin_nano_jetpack6(root)
         write(tree, "class/thermal/thermal_zone0/type", "cpu-thermal\n")
         write(tree, "class/thermal/thermal_zone0/temp", "45000\n")
