@@ -10,17 +10,13 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from gateway import errors
-
 Chunk = dict[str, Any]
 # The whole answer's `object` for each kind of chunk.
 WHOLE_OBJECT = {"chat.completion.chunk": "chat.completion", "text_completion": "text_completion"}
-# Error types of error events, and the status a whole answer gets for them.
-ERROR_STATUS = {"timeout_error": 504, "unavailable_error": 503}
 
 
 async def answer(chunks: AsyncGenerator[Chunk | None]) -> dict:
-    """Read a relayed stream to its end and return the answer it spells; an error event raises APIError."""
+    """Read a relayed stream to its end and return the answer it spells; a failure of the stream raises through."""
     whole: dict[str, Any] = {}
     choices: dict[int, dict[str, Any]] = {}
     # Closed however this ends: a cancelled request (the client left) closes the backend connection at once.
@@ -28,8 +24,6 @@ async def answer(chunks: AsyncGenerator[Chunk | None]) -> dict:
         async for chunk in chunks:
             if chunk is None:  # keep-alive
                 continue
-            if "error" in chunk:
-                raise _as_error(chunk["error"])
             for name, value in chunk.items():
                 if name == "choices":
                     for choice in value or []:
@@ -39,6 +33,11 @@ async def answer(chunks: AsyncGenerator[Chunk | None]) -> dict:
     whole["object"] = WHOLE_OBJECT.get(whole.get("object", ""), whole.get("object"))
     whole["choices"] = [choices[index] for index in sorted(choices)]
     return whole
+
+
+def complete(whole: dict) -> bool:
+    """Every choice reached its finish reason: a stream that ended early, without failing, has none."""
+    return bool(whole["choices"]) and all(choice.get("finish_reason") for choice in whole["choices"])
 
 
 def _add_choice(merged: dict[str, Any], choice: dict[str, Any]) -> None:
@@ -93,10 +92,3 @@ def _extend(merged: Any, part: Any) -> Any:
         elif value is not None:
             joined[name] = value
     return joined
-
-
-def _as_error(error: Any) -> errors.APIError:
-    error = error if isinstance(error, dict) else {}
-    kind = str(error.get("type") or "server_error")
-    message = str(error.get("message") or "the backend failed during generation")
-    return errors.APIError(ERROR_STATUS.get(kind, 502), message, kind, None, error.get("code") or "bad_gateway")

@@ -11,7 +11,7 @@ import contextlib
 import functools
 import json
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
@@ -45,8 +45,9 @@ def _as_api_error(exc: upstream.UpstreamError) -> errors.APIError:
 
 
 def _failed_before_answering(backend: routing.BackendInfo, exc: upstream.UpstreamError) -> upstream.UpstreamError:
-    """A refused connection or a 5xx takes the backend out of rotation (the caller tries the next one);
-    any other failure is the answer. A managed backend's supervisor knows its state better than a cool-off."""
+    """A backend that is unwell (a refused or dropped connection, a 5xx: see UpstreamError) is taken out of
+    rotation, and the caller tries the next one; any other failure is the answer. A managed backend's supervisor
+    knows its state better than a cool-off."""
     if not exc.retryable:
         raise _as_api_error(exc) from exc
     if not backend.managed:
@@ -68,22 +69,31 @@ def _granted(record: RequestRecord, grant: lifecycle.Grant) -> None:
         record.cold_start_ms = (record.cold_start_ms or 0) + grant.waited_ms
 
 
-async def _post(info: ModelInfo, path: str, payload: dict, record: RequestRecord) -> dict:
-    """POST to the first backend that answers."""
+async def _served(info: ModelInfo, serve: Callable[[routing.BackendInfo], Awaitable[dict]]) -> dict:
+    """The answer `serve` gets from the first backend that does not fail before answering."""
     last: upstream.UpstreamError | None = None
     refusal: lifecycle.Refused | None = None
     for backend in routing.candidates(info):
         with routing.occupy(backend):
             try:
-                if backend.managed:
-                    return await _post_managed(backend, info, path, payload, record)
-                record.backend = backend.target.base_url
-                return await upstream.post_json(backend.target, path, payload, info.request_timeout)
+                return await serve(backend)
             except upstream.UpstreamError as exc:
                 last = _failed_before_answering(backend, exc)
             except lifecycle.Refused as exc:
                 refusal = exc
     raise _none_left(info, last, refusal)
+
+
+async def _post(info: ModelInfo, path: str, payload: dict, record: RequestRecord) -> dict:
+    """POST to the first backend that answers."""
+
+    async def post(backend: routing.BackendInfo) -> dict:
+        if backend.managed:
+            return await _post_managed(backend, info, path, payload, record)
+        record.backend = backend.target.base_url
+        return await upstream.post_json(backend.target, path, payload, info.request_timeout)
+
+    return await _served(info, post)
 
 
 async def _post_managed(
@@ -182,7 +192,10 @@ async def _start_stream(info: ModelInfo, path: str, payload: dict, record: Reque
 
 
 def _error_chunk(exc: Exception) -> Chunk:
+    """The error event that ends a stream: the backend's own, as it sent it, or the failure in OpenAI's shape."""
     if isinstance(exc, upstream.UpstreamError):
+        if "error" in exc.body:
+            return exc.body
         exc = _as_api_error(exc)
     if isinstance(exc, errors.APIError):
         return exc.body()
@@ -264,7 +277,8 @@ def _chunk(record: RequestRecord, model: str, delta: dict, finish_reason: str | 
 async def _relay_server_stream(
     events: AsyncIterator[bytes], record: RequestRecord, model: str, include_usage: bool, text_key: str
 ) -> AsyncIterator[Chunk | None]:
-    """llama-server's OpenAI-shaped stream, with our model id; None marks a keep-alive."""
+    """llama-server's OpenAI-shaped stream, with our model id; None marks a keep-alive. A failure raises
+    (UpstreamError, or ValueError for an event that is not JSON), as in _relay_completion_stream."""
     try:
         async for raw in events:
             if not raw:
@@ -274,8 +288,7 @@ async def _relay_server_stream(
                 break
             event = json.loads(raw)
             if "error" in event:
-                yield event
-                return
+                raise upstream.event_error(event)
             event["model"] = model
             choices = event.get("choices") or []
             if choices and (choices[0].get("delta", {}).get(text_key) or choices[0].get(text_key)):
@@ -290,8 +303,6 @@ async def _relay_server_stream(
                 yield {k: v for k, v in event.items() if k != "timings"} if ending else event
             if usage and include_usage:
                 yield {**event, "choices": [], "usage": usage}
-    except (upstream.UpstreamError, ValueError) as exc:
-        yield _error_chunk(exc)
     finally:
         await events.aclose()  # closing the backend connection is what cancels the generation
 
@@ -308,8 +319,7 @@ async def _relay_completion_stream(
                 continue
             event = json.loads(raw)
             if "error" in event:
-                yield event
-                return
+                raise upstream.event_error(event)
             if event.get("content"):
                 record.mark_first_token()
                 yield _chunk(record, model, {"content": event["content"]})
@@ -320,8 +330,6 @@ async def _relay_completion_stream(
                 if include_usage:
                     yield {**_chunk(record, model, {}), "choices": [], "usage": usage}
                 return
-    except (upstream.UpstreamError, ValueError) as exc:
-        yield _error_chunk(exc)
     finally:
         await events.aclose()  # closing the backend connection is what cancels the generation
 
@@ -350,16 +358,47 @@ async def _generate(
     key: APIKey, info: ModelInfo, data: dict, record: RequestRecord, path: str, payload: dict, relay: Relay
 ) -> dict | AsyncIterator[Chunk | None]:
     """Generate through a backend stream, whatever the client asked for: a client that wants one answer gets the
-    stream put together (gateway.assemble), and leaving early cancels the generation either way."""
+    stream put together (gateway.assemble), from another backend if the first fails part-way (_whole_answer), and
+    leaving early cancels the generation either way."""
     lease = await _admit(key, info, record)
+    if not data["stream"]:
+        try:
+            return await _whole_answer(info, path, payload, record, relay, data["model"])
+        finally:
+            await asyncio.shield(limits.release(lease, _tokens(record)))
     try:
         events = await _start_stream(info, path, payload, record)
     except BaseException:
         await limits.release(lease, 0)
         raise
-    include_usage = bool((data.get("stream_options") or {}).get("include_usage")) if data["stream"] else True
-    chunks = _releasing(relay(events, record, data["model"], include_usage), lease, record)
-    return chunks if data["stream"] else await assemble.answer(chunks)
+    include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+    return _releasing(relay(events, record, data["model"], include_usage), lease, record)
+
+
+async def _whole_answer(
+    info: ModelInfo, path: str, payload: dict, record: RequestRecord, relay: Relay, model: str
+) -> dict:
+    """One answer, put together from a backend's stream. Nothing reaches the client before it is complete, so a
+    backend that fails on the way is left as one that fails before its first byte is, and the next one answers
+    from the start."""
+
+    async def answer(backend: routing.BackendInfo) -> dict:
+        # The answer's own first token and tokens, not those of a backend that failed part-way.
+        record.ttft_ms = record.prompt_tokens = record.completion_tokens = record.tokens_per_second = None
+        chunks = relay(_events(backend, info, path, payload, record), record, model, True)
+        try:
+            whole = await assemble.answer(chunks)
+        except ValueError as exc:
+            raise upstream.UpstreamError(f"backend sent an event that is not JSON: {exc}", 502, retryable=True) from exc
+        if not assemble.complete(whole):
+            raise upstream.UpstreamError("backend ended the stream before the answer was complete", 502, retryable=True)
+        return whole
+
+    whole = await _served(info, answer)
+    if record.store_previews:
+        choice = whole["choices"][0]
+        record.completion_preview = (choice.get("message") or {}).get("content") or choice.get("text") or ""
+    return whole
 
 
 async def _generation_request(
@@ -390,7 +429,8 @@ def _tokens(record: RequestRecord) -> int:
 async def _releasing(
     relay: AsyncIterator[Chunk | None], lease: limits.Lease | None, record: RequestRecord
 ) -> AsyncIterator[Chunk | None]:
-    """Pass the stream on; free the key's in-flight place and count its tokens however it ends."""
+    """Pass the stream on, a failure as one error event at its end; free the key's in-flight place and count its
+    tokens however it ends."""
     try:
         async for chunk in relay:
             if (
@@ -402,6 +442,8 @@ async def _releasing(
                 delta = chunk["choices"][0].get("delta") or {}
                 record.completion_preview += delta.get("content") or chunk["choices"][0].get("text") or ""
             yield chunk
+    except (upstream.UpstreamError, ValueError) as exc:
+        yield _error_chunk(exc)
     finally:
         await relay.aclose()
         await asyncio.shield(limits.release(lease, _tokens(record)))

@@ -16,7 +16,9 @@ _sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
 
 class UpstreamError(Exception):
-    """A backend failed. `retryable` failures happened before the backend did any work: try the next one."""
+    """A backend failed. `retryable` failures say the backend is unwell (it refused or dropped the connection, or
+    answered 5xx), not that the request is bad (4xx) or too slow (a timeout): another backend may serve the request,
+    as long as nothing of this one's answer has reached the client."""
 
     def __init__(
         self, message: str, status: int = 0, body: dict | None = None, retryable: bool = False, refused: bool = False
@@ -80,6 +82,18 @@ def _error_from(status: int, raw: bytes) -> UpstreamError:
     message = error.get("message") if isinstance(error, dict) else raw[:500].decode(errors="replace")
     # A 5xx before any output means this backend is unwell: another one may serve the request.
     return UpstreamError(message or f"backend answered {status}", status, body, retryable=status >= 500)
+
+
+def event_error(event: dict) -> UpstreamError:
+    """A stream's error event (`{"error": …}`) as the failure it reports; the event is kept as the body.
+
+    llama-server's `code` is the status it would have answered before the stream: a 5xx is the backend failing,
+    a 4xx (`exceed_context_size_error` …) is the answer to a bad request.
+    """
+    error = event["error"] if isinstance(event.get("error"), dict) else {}
+    status = error.get("code") if isinstance(error.get("code"), int) else 500
+    message = str(error.get("message") or "the backend failed during generation")
+    return UpstreamError(message, status, event, retryable=status >= 500)
 
 
 def _timeout(seconds: float, connect: float = 5.0) -> aiohttp.ClientTimeout:
@@ -161,9 +175,9 @@ async def probe(target: Target, timeout: float) -> Probe:
 async def stream_events(target: Target, path: str, payload: dict, timeout: float) -> AsyncIterator[bytes]:
     """Yield each SSE line's payload (after `data: `) as it arrives; comment lines yield b"" (keep-alive).
 
-    Errors before the first byte raise UpstreamError; a failure later ends the iteration with UpstreamError too,
-    and the caller turns it into one error event. Leaving the iteration early (the client went away) closes the
-    connection, which is how llama-server learns to cancel the generation and free its slot.
+    Errors before the first byte raise UpstreamError; a failure later ends the iteration with UpstreamError too
+    (a dropped connection is retryable either way: see UpstreamError). Leaving the iteration early (the client went
+    away) closes the connection, which is how llama-server learns to cancel the generation and free its slot.
     """
     try:
         async with session().post(
@@ -186,5 +200,5 @@ async def stream_events(target: Target, path: str, payload: dict, timeout: float
         raise UpstreamError(f"cannot reach backend: {exc}", 503, retryable=True, refused=True) from exc
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamError(f"backend went silent for {timeout:.0f} s", 504) from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(f"backend failed: {exc}", 502) from exc
+    except aiohttp.ClientError as exc:  # the connection dropped, or was reset: a killed backend, say
+        raise UpstreamError(f"backend failed: {exc}", 502, retryable=True) from exc

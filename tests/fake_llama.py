@@ -21,8 +21,10 @@ from aiohttp import web
 class FakeLlama:
     port: int
     tokens: int = 16
-    # "ok", "error_400", "error_500", "silent" (never answers), "midstream_error" (fails after two chunks),
-    # "slow_stream" (a second of silence before each of its chunks)
+    # "ok", "error_400", "error_500", "silent" (never answers), "slow_stream" (a second of silence before each of
+    # its chunks), and failures after two chunks of a stream: "midstream_error" (an error event: the backend
+    # failed), "midstream_error_400" (an error event: the request is bad), "midstream_close" (the connection drops),
+    # "midstream_end" (the stream ends cleanly, without its finish reason)
     behaviour: str = "ok"
     received: list[dict] = field(default_factory=list)
     record: bool = True
@@ -55,6 +57,23 @@ class FakeLlama:
         if self.behaviour == "silent":
             await asyncio.sleep(3600)
         return None
+
+    async def _failed_midstream(self, request: web.Request, response: web.StreamResponse, index: int) -> bool:
+        """Fail as the behaviour says once two chunks are out; True when the stream is over."""
+        if index != 2 or not self.behaviour.startswith("midstream_"):
+            return False
+        if self.behaviour == "midstream_close":
+            assert request.transport is not None
+            request.transport.abort()  # as a killed process's connection: no end of the chunked body
+            return True
+        if self.behaviour == "midstream_end":
+            return True
+        error = {"code": 500, "message": "backend crashed", "type": "server_error"}
+        if self.behaviour == "midstream_error_400":
+            error = {"code": 400, "message": "the request exceeds the available context size",
+                     "type": "exceed_context_size_error"}  # fmt: skip
+        await response.write(b"data: " + json.dumps({"error": error}).encode() + b"\n\n")
+        return True
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -94,9 +113,7 @@ class FakeLlama:
         for index in range(self.tokens if self.behaviour != "slow_stream" else 2):
             if self.behaviour == "slow_stream":
                 await asyncio.sleep(1)
-            if self.behaviour == "midstream_error" and index == 2:
-                error = {"error": {"code": 500, "message": "backend crashed", "type": "server_error"}}
-                await response.write(b"data: " + json.dumps(error).encode() + b"\n\n")
+            if await self._failed_midstream(request, response, index):
                 return response
             if self.token_delay and index:
                 await asyncio.sleep(self.token_delay)
@@ -119,6 +136,8 @@ class FakeLlama:
         await response.prepare(request)
         created = int(time.time())
         for index in range(self.tokens):
+            if await self._failed_midstream(request, response, index):
+                return response
             choice = {"index": 0, "text": " tok", "logprobs": None,
                       "finish_reason": "length" if index == self.tokens - 1 else None}  # fmt: skip
             chunk = {"id": "cmpl-fake", "object": "text_completion", "created": created, "model": "fake",

@@ -48,10 +48,14 @@ def answered(response: httpx.Response, stream: bool) -> bool:
     return events[-1] == "[DONE]" and finish[-1] in {"stop", "length"}
 
 
-async def backend_of(response: httpx.Response) -> str:
+async def row_of(response: httpx.Response) -> RequestLog:
+    """The log row of a response the gateway in this process served."""
     await asyncio.to_thread(requestlog.flush, 10)
-    row = await sync_to_async(RequestLog.objects.get)(request_id=response.headers["X-Request-Id"])
-    return row.backend
+    return await sync_to_async(RequestLog.objects.get)(request_id=response.headers["X-Request-Id"])
+
+
+async def backend_of(response: httpx.Response) -> str:
+    return (await row_of(response)).backend
 
 
 @pytest.mark.parametrize("stream", [False, True])
