@@ -1,5 +1,6 @@
 """The gateway's request metrics for Prometheus: counters and histograms updated as each request's record is submitted,
-and the energy counter the node's sampler adds to as it measures each request.
+the energy counter the node's sampler adds to as it measures each request, and the count of requests the limits
+admitted without Redis.
 
 prometheus_client's multiprocess mode: every gateway process adds to its own memory-mapped files in
 settings.PROMETHEUS_MULTIPROC_DIR, and a scrape of any process sums every file there. So the figures are the node's,
@@ -76,6 +77,11 @@ ENERGY = Counter(
     ("model",),
     registry=None,
 )
+LIMITS_FALLBACK = Counter(
+    "jetson_gateway_limits_fallback_total",
+    "Requests admitted by a gateway process's own limit counters while Redis was unreachable (gateway.limits).",
+    registry=None,
+)
 _LOCK_FILE = "gateway.lock"  # not *.db: the collector reads only those
 _claim: IO[bytes] | None = None
 
@@ -129,6 +135,14 @@ def count_energy(model: str, joules: float | None) -> None:
         _series(ENERGY, model).inc(joules)
     except Exception:
         logger.exception("Could not count the energy of a request")
+
+
+def count_limits_fallback() -> None:
+    """Count one request admitted by this process's own limit counters, Redis being unreachable."""
+    try:
+        LIMITS_FALLBACK.inc()
+    except Exception:
+        logger.exception("Could not count a request admitted without Redis")
 
 
 def add_to(registry: CollectorRegistry) -> None:
