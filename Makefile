@@ -32,6 +32,7 @@ setup-test: $(VENV)/.installed
 	DEBUG=true $(PY) manage.py setupllama
 	DEBUG=true $(PY) manage.py collectstatic --no-input -v 0
 	@bash scripts/install-browser.sh
+	@bash scripts/install-redis.sh
 
 # Debian's wrk, the load generator of bench/upstream_client.py.
 setup-bench:

@@ -1,13 +1,16 @@
-"""Test-wide fixtures: real llama-server processes with the small model, started once per session."""
+"""Test-wide fixtures: real llama-server processes with the small model, started once per session; a live gateway;
+a private Redis."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.live import METRICS_TOKEN, database_url, start_daphne, stop_process
+from tests.redis_server import MISSING, PrivateRedis
 from tests.settle import settle_live_server
 
 ARTIFACTS = Path(__file__).resolve().parent / "test-artifacts"
@@ -59,6 +62,19 @@ def live_gateway(live_gateway_server: str, transactional_db: None) -> Iterator[s
     """The live gateway's base URL; after the test, every request it served is logged before the database is reset."""
     yield live_gateway_server
     settle_live_server(live_gateway_server)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A redis-server of the test's own on a free port (never the machine's), running; stopped after the test."""
+    from gateway.llama import free_port
+
+    if shutil.which("redis-server") is None:
+        pytest.fail(MISSING)
+    server = PrivateRedis(tmp_path, free_port())
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -4,11 +4,13 @@ playground."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -16,6 +18,7 @@ from dashboard.access import acan_view
 from gateway import requestlog, service
 from gateway.errors import APIError
 from gateway.node import link, states
+from gateway.outage import COMMAND_TIMEOUT, REDIS_DOWN, RedisOutage
 from gateway.requestlog import RequestRecord
 
 logger = logging.getLogger(__name__)
@@ -27,34 +30,60 @@ _sending: set[asyncio.Task] = set()  # pushes on their way to a browser
 
 # Close codes in the application range (4000-4999), so the page can tell "sign in again" from a network drop.
 CLOSE_FORBIDDEN = 4403
+CLOSE_TRY_AGAIN = 1013  # RFC 6455's "try again later": Redis, and so the group, is unreachable for now
+_outage = RedisOutage("Dashboard live sockets", "they close and the pages reconnect until it is back", logger)
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
-    """Accepts only sessions allowed to use the dashboard; subclasses name the group they tail."""
+    """Accepts only sessions allowed to use the dashboard. It uses no channel layer, so Redis cannot touch it."""
 
-    group: str = ""
+    channel_layer_alias = "none"  # not in CHANNEL_LAYERS: channels gives the consumer no layer
 
     async def connect(self) -> None:
         if not await acan_view(self.scope.get("user")):
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        if self.group:
-            await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join()
         await self.accept()
 
+    async def join(self) -> None:
+        """Join what the socket tails, before the page is told it is live: nothing here."""
+
+
+class GroupConsumer(DashboardConsumer):
+    """Tails a channel-layer group. While Redis is unreachable it closes the socket with 1013 (try again later)
+    rather than retrying itself: the page reconnects with back-off, and each new socket joins the group afresh,
+    which a restarted Redis has forgotten."""
+
+    channel_layer_alias = DEFAULT_CHANNEL_LAYER
+    group: str
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except REDIS_DOWN as exc:
+            _outage.failed(exc)
+            # Before the handshake this refuses it (the page retries); after, the page sees 1013 and reconnects.
+            await self.close(code=CLOSE_TRY_AGAIN)
+
+    async def join(self) -> None:
+        await asyncio.wait_for(self.channel_layer.group_add(self.group, self.channel_name), COMMAND_TIMEOUT)
+        _outage.ended()
+
     async def disconnect(self, code: int) -> None:
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        # Redis gone forgets the membership by itself (a restart, or the group's expiry).
+        with contextlib.suppress(*REDIS_DOWN):
+            await asyncio.wait_for(self.channel_layer.group_discard(self.group, self.channel_name), COMMAND_TIMEOUT)
 
 
-class MetricsConsumer(DashboardConsumer):
+class MetricsConsumer(GroupConsumer):
     group = METRICS_GROUP
 
     async def metrics_sample(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "sample", "sample": event["sample"]})
 
 
-class LogConsumer(DashboardConsumer):
+class LogConsumer(GroupConsumer):
     group = LOG_GROUP
 
     async def log_entry(self, event: dict[str, Any]) -> None:

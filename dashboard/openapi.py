@@ -162,15 +162,26 @@ NODE_ADMISSION = {
         "last_seen": {**STRING_OR_NULL, "description": "The node's latest sample: how fresh its state is."},
     },
 }
+LIMITS = {
+    "type": "object",
+    "required": ["store", "degraded", "since"],
+    "properties": {
+        "store": {"type": "string", "enum": ["redis", "database"]},
+        "degraded": {"type": "boolean", "description": "Redis is unreachable: this process counts the limits alone."},
+        "since": {**STRING_OR_NULL, "description": "When this process lost Redis."},
+    },
+    "description": "Where the limits are counted, as this process sees it.",
+}
 HEALTH = {
     "type": "object",
-    "required": ["status", "models", "nodes", "admission", "request_log"],
+    "required": ["status", "models", "nodes", "admission", "request_log", "limits"],
     "properties": {
         "status": {"type": "string", "enum": ["ok", "degraded"], "description": "degraded: a model has no backend up."},
         "models": {"type": "array", "items": {"type": "object"}},
         "nodes": {"type": "array", "items": {"type": "object"}, "description": "Each supervisor's model budget."},
         "admission": {"type": "array", "items": NODE_ADMISSION, "description": "Each sampled node's admission state."},
         "request_log": {"type": "object"},
+        "limits": LIMITS,
     },
 }
 NODE = {

@@ -1,5 +1,6 @@
 """The gateway's request metrics for Prometheus: counters and histograms updated as each request's record is submitted,
-and the energy counter the node's sampler adds to as it measures each request.
+the energy counter the node's sampler adds to as it measures each request, and the count of requests the limits
+admitted without Redis.
 
 prometheus_client's multiprocess mode: every process adds to its own memory-mapped files, and a scrape of any gateway
 process sums every file. The gateway processes write into settings.PROMETHEUS_MULTIPROC_DIR, the node's sampler
@@ -80,6 +81,11 @@ ENERGY = Counter(
     "jetson_gateway_energy_joules_total",
     "Energy of generation requests, the node's board power shared among the requests in flight (gross).",
     ("model",),
+    registry=None,
+)
+LIMITS_FALLBACK = Counter(
+    "jetson_gateway_limits_fallback_total",
+    "Requests admitted by a gateway process's own limit counters while Redis was unreachable (gateway.limits).",
     registry=None,
 )
 # Not *.db: the collector reads only those. The same name in both directories (a gateway of the previous version,
@@ -174,6 +180,14 @@ class _NodeFiles:
 
     def _files(self) -> list[str]:
         return [str(path) for directory in self.directories for path in directory.glob("*.db")]
+
+
+def count_limits_fallback() -> None:
+    """Count one request admitted by this process's own limit counters, Redis being unreachable."""
+    try:
+        LIMITS_FALLBACK.inc()
+    except Exception:
+        logger.exception("Could not count a request admitted without Redis")
 
 
 def add_to(registry: CollectorRegistry) -> None:

@@ -16,7 +16,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway import auth, errors, requestlog, routing, service, upstream
+from gateway import auth, errors, limits, requestlog, routing, service, upstream
 from gateway.dbsync import db_sync
 from gateway.models import APIKey
 from gateway.node import link, states
@@ -274,7 +274,8 @@ def _any_managed(infos: list[routing.ModelInfo]) -> bool:
 @_reading
 async def health(request: HttpRequest) -> JsonResponse:
     """Every enabled backend probed at once (a managed one as its supervisor recorded it, probed once it runs),
-    each node's model budget and admission state; for API keys and staff (it describes the infrastructure)."""
+    each node's model budget and admission state, this process's request log and limits; for API keys and staff
+    (it describes the infrastructure)."""
     if not await _staff_or_key(request):
         return errors.unauthorized().response()
     registry = await routing.registry()
@@ -307,5 +308,6 @@ async def health(request: HttpRequest) -> JsonResponse:
             "dropped": requestlog.dropped_count(),
             "in_progress": requestlog.in_progress_count(),
         },
+        "limits": limits.status(),
     }
     return JsonResponse(body)

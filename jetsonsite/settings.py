@@ -333,6 +333,9 @@ if LOG_BUFFER_SIZE < 1 or LOG_FLUSH_INTERVAL <= 0 or LOG_RETENTION_DAYS < 1 or L
 
 # --- Dashboard ---
 if REDIS_URL:
+    from gateway.outage import client_options
+
     # redis-py 8 reads with a 5 s socket timeout by default, exactly channels-redis's 5 s blocking pop: every
-    # websocket consumer idle for 5 s would die with "Timeout reading". Reads get room beyond the pop.
-    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [{"address": REDIS_URL, "socket_timeout": 15}]
+    # websocket consumer idle for 5 s would die with "Timeout reading". Reads get room beyond the pop; the layer's
+    # users bound their other calls themselves. Connecting is bounded as the limits' is (gateway.outage).
+    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [{"address": REDIS_URL, "socket_timeout": 15, **client_options()}]

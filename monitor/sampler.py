@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from django.utils import timezone
 from gateway.models import Backend, ModelState, Supervisor
 from gateway.node.identity import node_name
 from gateway.node.link import address_of, known_key, model_url
+from gateway.outage import RedisOutage
 from monitor.collectors.jetson import JetsonCollector
 from monitor.collectors.linux import LinuxCollector
 from monitor.collectors.llama import LlamaCollector, Target
@@ -121,6 +123,7 @@ class Sampler:
         # The fast power sampler running beside this one; its newest figures go into each sample.
         self.power = power
         self.node: Node | None = None
+        self.live_metrics = RedisOutage("Live metrics", "they pause until Redis is back (samples are stored)", log)
 
     def collect_system(self) -> dict:
         data: dict = {}
@@ -170,9 +173,11 @@ class Sampler:
         return sample
 
     async def publish(self, sample: Sample) -> None:
+        """Send the sample to the dashboards; while Redis is unreachable live metrics pause (the sample is stored)."""
         layer = get_channel_layer()
         if layer is not None:
-            await layer.group_send(GROUP, {"type": "metrics.sample", "sample": sample.to_dict()})
+            message = {"type": "metrics.sample", "sample": sample.to_dict()}
+            await self.live_metrics.attempt(functools.partial(layer.group_send, GROUP, message))
 
     async def step(self) -> Sample:
         data = await self.collect()

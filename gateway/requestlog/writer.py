@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.utils import timezone
 
+from gateway.outage import COMMAND_TIMEOUT, RedisOutage
 from gateway.requestlog.rows import entry, to_row
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class _Writer:
         self.last_failure_warning = -DROP_WARNING_EVERY
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's event loop, seen in submit()
         self.own_loop: asyncio.AbstractEventLoop | None = None  # for publishing when there is none
+        self.live_tail = RedisOutage("Request log live tail", "it pauses until Redis is back", logger)
 
     def put(self, record: RequestRecord) -> None:
         warn = False
@@ -230,7 +232,7 @@ class _Writer:
 
             async def send_all() -> None:
                 for message in messages:
-                    await layer.group_send(GROUP, message)
+                    await asyncio.wait_for(layer.group_send(GROUP, message), COMMAND_TIMEOUT)
 
             loop = self.loop
             if isinstance(layer, InMemoryChannelLayer) and loop is not None and loop.is_running():
@@ -240,7 +242,8 @@ class _Writer:
             else:
                 if self.own_loop is None:
                     self.own_loop = asyncio.new_event_loop()
-                self.own_loop.run_until_complete(send_all())
+                # Bounded, and skipped while Redis is unreachable: the rows behind these wait for this thread.
+                self.own_loop.run_until_complete(self.live_tail.attempt(send_all, timeout=None))
         except Exception:
             logger.warning("Request log: could not publish %d rows to the live tail", len(messages), exc_info=True)
 
