@@ -83,11 +83,6 @@ ENERGY = Counter(
     ("model",),
     registry=None,
 )
-LIMITS_FALLBACK = Counter(
-    "jetson_gateway_limits_fallback_total",
-    "Requests admitted by a gateway process's own limit counters while Redis was unreachable (gateway.limits).",
-    registry=None,
-)
 # Not *.db: the collector reads only those. The same name in both directories (a gateway of the previous version,
 # still running through an upgrade, holds it in the gateway's).
 _LOCK_FILE = "gateway.lock"
@@ -182,10 +177,21 @@ class _NodeFiles:
         return [str(path) for directory in self.directories for path in directory.glob("*.db")]
 
 
+@functools.cache
+def _limits_fallback() -> Counter:
+    # Made at its first use, not at import: a counter without labels opens its file as it is made, and every process
+    # that imports this module (the sampler too, whose counters live elsewhere) would leave one in the gateway's.
+    return Counter(
+        "jetson_gateway_limits_fallback_total",
+        "Requests admitted by a gateway process's own limit counters while Redis was unreachable (gateway.limits).",
+        registry=None,
+    )
+
+
 def count_limits_fallback() -> None:
     """Count one request admitted by this process's own limit counters, Redis being unreachable."""
     try:
-        LIMITS_FALLBACK.inc()
+        _limits_fallback().inc()
     except Exception:
         logger.exception("Could not count a request admitted without Redis")
 

@@ -243,8 +243,10 @@ MODEL_STOP_GRACE = env.float("MODEL_STOP_GRACE", default=10.0)
 # Seconds a supervisor told to stop (SIGTERM) lets generations in flight finish before it stops their models; with
 # MODEL_STOP_GRACE it must fit in the supervisor unit's TimeoutStopSec (45 s).
 SUPERVISOR_DRAIN_SECONDS = env.float("SUPERVISOR_DRAIN_SECONDS", default=20.0)
-# The supervisor's Unix socket, which this node's gateway processes use (in a folder only the service user can open).
-SUPERVISOR_SOCKET = Path(env.str("SUPERVISOR_SOCKET", default=str(VAR_DIR / "run" / "supervisor.sock")))
+# The supervisor's Unix socket, which this node's gateway processes use (in a folder only the service user can open);
+# empty: none (this node's gateways then use TCP, as other nodes' do).
+_socket = env.str("SUPERVISOR_SOCKET", default=str(VAR_DIR / "run" / "supervisor.sock"))
+SUPERVISOR_SOCKET = Path(_socket) if _socket else None
 # Bytes of a managed llama-server's log (VAR_DIR/llama/<model>.log) before it is rotated (two older files are kept).
 LLAMA_LOG_MAX_BYTES = env.int("LLAMA_LOG_MAX_BYTES", default=10 * 1024 * 1024)
 # Seconds a model whose llama-server failed to load refuses requests before it is tried again.

@@ -42,6 +42,16 @@ if [ ! -f "$CONF/gateway.env" ]; then
     echo "    wrote $CONF/gateway.env (edit ALLOWED_HOSTS, DATABASE_URL, REDIS_URL as needed)"
 fi
 [ -f "$CONF/llama/example.env" ] || cp "$SRC/systemd/llama-example.env" "$CONF/llama/example.env"
+# A key for each llama-server@<name> the operator runs (readable by the service user alone); existing ones are kept.
+for env_file in "$CONF"/llama/*.env; do
+    key_file="${env_file%.env}.key"
+    if [ ! -f "$key_file" ]; then
+        (umask 077; "$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(32))' > "$key_file")
+        chown jetson-gateway:jetson-gateway "$key_file"
+    fi
+done
+# llama-server logs, keys and the supervisor's socket live under var/: the service user's alone (tightened on upgrade).
+chmod 700 "$APP/var"
 
 echo "==> units"
 install -m 644 "$SRC"/systemd/*.service /etc/systemd/system/

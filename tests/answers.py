@@ -18,8 +18,8 @@ def conforms(value: object, schema: dict[str, Any]) -> bool:
     (stricter than JSON Schema: no others allowed, so that the document lists every field) or additionalProperties."""
     if value is None:
         return bool(schema.get("nullable"))
-    kinds = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float)}
-    if not isinstance(value, kinds[schema["type"]]) or isinstance(value, bool):
+    kinds = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float), "boolean": bool}
+    if not isinstance(value, kinds[schema["type"]]) or (isinstance(value, bool) and schema["type"] != "boolean"):
         return False
     if "enum" in schema and value not in schema["enum"]:
         return False

@@ -38,3 +38,24 @@ def test_systemd_accepts_the_unit(unit: Path, tmp_path: Path) -> None:
     # The install paths (/opt/jetson-gateway) do not exist on a build machine; every other complaint counts.
     complaints = [line for line in result.stderr.splitlines() if line and "/opt/jetson-gateway" not in line]
     assert complaints == []
+
+
+def _setting(unit: str, name: str) -> str:
+    match = re.search(rf"^{name}=(.*)$", (UNITS[0].parent / unit).read_text(), re.M)
+    assert match, f"{unit} sets no {name}"
+    return match.group(1).strip()
+
+
+def test_the_supervisors_unit_lets_it_drain_and_stop_its_models() -> None:
+    """SIGTERM drains (up to SUPERVISOR_DRAIN_SECONDS), then stops each model (SIGKILL after MODEL_STOP_GRACE): all
+    of it must fit before systemd kills what is left."""
+    from django.conf import settings
+
+    needed = settings.SUPERVISOR_DRAIN_SECONDS + settings.MODEL_STOP_GRACE + 5
+    assert float(_setting("jetson-gateway-supervisor.service", "TimeoutStopSec")) >= needed
+    assert _setting("jetson-gateway-supervisor.service", "KillMode") == "mixed"
+
+
+def test_the_llama_server_example_has_a_key_file_and_a_bounded_prompt_cache() -> None:
+    unit = (UNITS[0].parent / "llama-server@.service").read_text()
+    assert "--api-key-file" in unit and "--cache-ram" in unit

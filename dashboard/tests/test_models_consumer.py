@@ -10,6 +10,7 @@ from dashboard.tests.conftest import connect, next_matching
 from gateway.lifecycle.tests.conftest import RunningSupervisor
 from gateway.models import Backend
 from gateway.node import link as client
+from gateway.node import states
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,7 +24,7 @@ async def test_it_sends_a_snapshot_then_every_state_change(
     snapshot = await next_matching(communicator, lambda m: m["type"] == "snapshot")
     assert snapshot["staff"] is True
     assert [(m["id"], m["state"]) for m in snapshot["data"]] == [("model-a", "stopped"), ("model-b", "stopped")]
-    assert snapshot["nodes"][0]["supervisor"]["address"] == supervisor.address
+    assert states.connect_to(snapshot["nodes"][0]) == supervisor.address  # its socket: it runs on this node
 
     backend = await database_sync_to_async(Backend.objects.get)(model__model_id="model-a")
     await client.command(supervisor.address, "load", backend.id, wait=False)

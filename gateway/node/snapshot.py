@@ -92,5 +92,5 @@ class Budget:
         return None if self.total_bytes is None else self.total_bytes - self.used_bytes
 
     def to_dict(self) -> dict[str, Any]:
-        return {"total_bytes": self.total_bytes, "used_bytes": self.used_bytes, "free_bytes": self.free_bytes,
-                "source": self.source}  # fmt: skip
+        return {"node": self.node, "total_bytes": self.total_bytes, "used_bytes": self.used_bytes,
+                "free_bytes": self.free_bytes, "source": self.source}  # fmt: skip

@@ -11,7 +11,7 @@ from typing import Any
 from django.test import Client
 
 from gateway.lifecycle.tests.conftest import RunningSampler
-from monitor.sampler import node_name
+from gateway.node.identity import node_name
 from tests.answers import answer_schema, conforms
 from tests.live import ARTIFACTS
 from tests.scrape import parse, value

@@ -3,8 +3,7 @@ changes: a heartbeat, without which the supervisor takes a soft or hard decision
 
 from __future__ import annotations
 
-import json
-import socket
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,35 +11,41 @@ from typing import Any
 
 import pytest
 
-from gateway.lifecycle import protocol
+from gateway.lifecycle.server import Server
 from gateway.lifecycle.tests.conftest import RunningSampler
 from gateway.models import Supervisor
-from monitor.sampler import node_name
+from gateway.node.identity import node_name
 from tests.live import ARTIFACTS
 
 
 class FakeSupervisor:
-    """Listens on loopback, welcomes one client and records every message it sends."""
+    """The supervisor's own protocol server with no models, on loopback: records every message it is sent."""
 
     def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
         self.messages: list[dict[str, Any]] = []
-        threading.Thread(target=self.serve, daemon=True).start()
+        self.loop = asyncio.new_event_loop()
+        self.server = Server(node_name(), self.heard, lambda connection: None, lambda: {"models": [], "budget": {}})
+        listening = threading.Event()
 
-    def serve(self) -> None:
-        connection, _ = self.server.accept()
-        with connection, connection.makefile("rwb") as stream:
-            stream.write(protocol.encode({"op": "challenge", "nonce": "heartbeat-test", "node": node_name()}))
-            stream.flush()
-            stream.readline()  # its hello
-            stream.write(protocol.encode({"op": "welcome", "node": node_name(), "models": [], "budget": {}}))
-            stream.flush()
-            for line in stream:
-                self.messages.append(json.loads(line))
+        def run() -> None:
+            self.loop.run_until_complete(self.server.listen_tcp("127.0.0.1", 0))
+            listening.set()
+            self.loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        assert listening.wait(10)
+        assert self.server.port is not None
+        self.port = self.server.port
+
+    def heard(self, connection: object, message: dict[str, Any]) -> None:
+        self.messages.append(message)
 
     def admissions(self) -> list[dict[str, Any]]:
         return [message for message in self.messages if message.get("op") == "admission"]
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 @pytest.fixture
@@ -48,7 +53,7 @@ def fake_supervisor(transactional_db: None) -> Iterator[FakeSupervisor]:
     supervisor = FakeSupervisor()
     Supervisor.objects.create(node=node_name(), host="127.0.0.1", port=supervisor.port)
     yield supervisor
-    supervisor.server.close()
+    supervisor.close()
 
 
 def test_it_repeats_an_unchanged_decision_every_interval(

@@ -52,6 +52,9 @@ class RunningSupervisor:
     def state(self, model_id: str) -> dict[str, Any]:
         return self.status()[model_id]
 
+    def status_budget(self) -> dict[str, Any]:
+        return asyncio.run(client.command(self.address, "status"))["budget"]
+
     def wait_for(self, model_id: str, check: Callable[[dict[str, Any]], bool], limit: float, what: str) -> float:
         """Seconds until `check` holds for the model's state, polled every 20 ms; AssertionError after `limit`."""
         started = time.monotonic()

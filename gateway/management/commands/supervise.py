@@ -20,7 +20,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=settings.SUPERVISOR_HOST, help="TCP address for other nodes; '' for none")
         parser.add_argument("--port", type=int, default=settings.SUPERVISOR_PORT, help="0 picks a free port")
-        parser.add_argument("--socket", default=str(settings.SUPERVISOR_SOCKET), help="Unix socket for this node")
+        parser.add_argument(
+            "--socket", default=str(settings.SUPERVISOR_SOCKET or ""), help="Unix socket for this node; '' for none"
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         socket = str(options["socket"])
