@@ -100,7 +100,8 @@ def read(backend: Backend) -> Setup:
             float(settings.MODEL_IDLE_TTL if backend.idle_ttl is None else backend.idle_ttl), backend.pinned,
         )  # fmt: skip
     except flags.FlagError as exc:
-        return Setup(backend.id, model_id, None, problem=f"`{model_id}`: {exc}", problem_code="model_misconfigured")
+        problem = f"`{model_id}`: llama_args: {exc}"
+        return Setup(backend.id, model_id, None, problem=problem, problem_code="model_misconfigured")
     try:
         need = estimate.estimate(config.gguf, config.options(), config.mmproj or None)
     except estimate.EstimateError as exc:

@@ -32,7 +32,9 @@ def test_cancelled_bursts_leave_no_lease_and_the_model_unloads_at_its_ttl(
                 gateway = (live_gateway, second_url)[index % 2]
                 stream = chance.random() < 0.5
                 leave_after = chance.choice([0.0, 0.05, 0.3, 1.0, None])  # None: stays to the end
-                threads.append(threading.Thread(target=_request, args=(gateway, api_key, stream, leave_after, answered)))
+                threads.append(
+                    threading.Thread(target=_request, args=(gateway, api_key, stream, leave_after, answered))
+                )
             for thread in threads:
                 thread.start()
             for thread in threads:

@@ -43,6 +43,8 @@ class Impostor:
                 connection, _ = self.listener.accept()
             except TimeoutError:
                 continue
+            except OSError:
+                return  # closed
             with connection:
                 connection.sendall(protocol.plain({"op": "challenge", "nonce": "0" * 32, "node": "impostor"}))
                 connection.settimeout(3)
@@ -64,6 +66,8 @@ class Impostor:
                 connection, _ = self.bait.accept()
             except TimeoutError:
                 continue
+            except OSError:
+                return  # closed
             with connection:
                 connection.settimeout(2)
                 with contextlib.suppress(OSError):
