@@ -151,7 +151,15 @@ async def by_hand(command: list[str], port: int, session: aiohttp.ClientSession)
 def logged_command(log: Path) -> list[str]:
     """The command line of the model's last start, from the header line the supervisor writes into its log."""
     lines = [line for line in log.read_text(errors="replace").splitlines() if " supervisor: " in line]
-    return shlex.split(lines[-1].split(" supervisor: ", 1)[1])
+    command = shlex.split(lines[-1].split(" supervisor: ", 1)[1])
+    at = command.index("--api-key-file")  # its key file lives as long as its process: by hand, no key
+    return command[:at] + command[at + 2 :]
+
+
+def key_of(pid: int) -> str:
+    """A running managed llama-server's key, from the file its command line names (the service user may read it)."""
+    command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    return Path(command[command.index(b"--api-key-file") + 1].decode()).read_text().strip()
 
 
 def cold_start_ms(db_path: Path, request_id: str) -> float:
@@ -216,10 +224,12 @@ async def run(args: argparse.Namespace, bench: LifecycleBench) -> None:
                     hand.append(await by_hand(_with_port(command, port), port, session))
             # The proxy's share of a first token, on the model ready: gateway and direct, interleaved.
             await first_token(session, chat, headers, "model-a")
-            direct = f"http://127.0.0.1:{(await state('model-a'))['port']}/v1/chat/completions"
+            running = await state("model-a")
+            direct = f"http://127.0.0.1:{running['port']}/v1/chat/completions"
+            direct_headers = {"Authorization": f"Bearer {key_of(running['pid'])}"}
             for _ in range(5):
                 warm["gateway"].append(await first_token(session, chat, headers, "model-a"))
-                warm["direct"].append(await first_token(session, direct, {}, "model-a"))
+                warm["direct"].append(await first_token(session, direct, direct_headers, "model-a"))
             # Swap: A is ready and idle; B needs its memory.
             swaps.append(await first_token(session, chat, headers, "model-b"))
         measured_b = (await state("model-b"))["memory"]["measured_bytes"]
@@ -261,7 +271,7 @@ async def run(args: argparse.Namespace, bench: LifecycleBench) -> None:
         memory_rows.append(["llama-server's buffers (log)", kinds.get("model", 0) / MIB, kinds.get("KV", 0) / MIB,
                             (kinds.get("compute", 0) + kinds.get("output", 0)) / MIB, buffers.total / MIB])  # fmt: skip
     if measured_b:
-        memory_rows.append(["measured (RSS + device buffers)", "", "", "", measured_b / MIB])
+        memory_rows.append(["measured (peak VmHWM + device buffers)", "", "", "", measured_b / MIB])
     print(table(["", "weights MiB", "KV MiB", "compute MiB", "total MiB"], memory_rows))
 
 

@@ -142,6 +142,10 @@ class Backend(models.Model):
                 raise ValidationError({"gguf_path": "A managed backend needs its GGUF file."})
             if self.base_url:
                 raise ValidationError({"base_url": "A managed backend has no URL: its supervisor picks the port."})
+            if self.api_key:
+                raise ValidationError(
+                    {"api_key": "A managed backend's key is its supervisor's: a new random one at each start."}
+                )
         elif not self.base_url:
             raise ValidationError({"base_url": "An external backend needs its URL (or tick “managed”)."})
 

@@ -65,6 +65,15 @@ def test_a_managed_backend_needs_its_gguf_and_an_external_one_its_url(admin_clie
     assert not LLMModel.objects.exists()
 
 
+def test_a_managed_backend_takes_no_key_its_supervisor_gives_it_one(admin_client: Client, small_gguf: str) -> None:
+    backend = inline("backends", managed="on", gguf_path=small_gguf, api_key="typed-by-an-operator")
+
+    response = admin_client.post("/admin/gateway/llmmodel/add/", {**MODEL_FORM, **backend})
+
+    assert "A managed backend&#x27;s key is its supervisor&#x27;s" in response.content.decode()
+    assert not LLMModel.objects.exists()
+
+
 def test_llama_args_that_are_not_tuning_flags_are_refused_on_the_field(admin_client: Client, small_gguf: str) -> None:
     for llama_args, message in [
         ('--ctx-size "1024', "cannot be split into flags: No closing quotation"),

@@ -35,6 +35,7 @@ def test_it_lists_managed_models_and_each_nodes_budget(
     (node,) = body["nodes"]
     assert node["supervisor"]["alive"] is True
     assert node["budget"] == {
+        "node": node["node"],
         "total_bytes": BUDGET_FOR_ONE_MB * MIB,
         "used_bytes": 0,
         "free_bytes": BUDGET_FOR_ONE_MB * MIB,

@@ -4,6 +4,8 @@ a running managed model like any backend."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 
 from django.test import Client, override_settings
@@ -51,3 +53,21 @@ def test_metrics_show_each_models_state_and_memory_and_the_budget(
     assert value(samples, "jetson_model_supervisor_up", node=state["node"]) == 1
     # The sampler polls the running model's /slots and /metrics like any backend; the stopped one is not polled.
     assert [t.url for t in enabled_backends()] == [f"http://127.0.0.1:{state['port']}"]
+
+
+@override_settings(MONITOR_METRICS_TOKEN=TOKEN)
+def test_a_model_whose_supervisor_is_gone_is_unknown_not_ready(
+    two_models: tuple[str, str], supervisor: RunningSupervisor
+) -> None:
+    backend = Backend.objects.get(model__model_id="model-a")
+    asyncio.run(client.command(supervisor.address, "load", backend.id, wait=True))
+    node = supervisor.state("model-a")["node"]
+    os.kill(supervisor.process.pid, signal.SIGKILL)  # its row still says ready
+    supervisor.process.wait(10)
+    Supervisor.objects.update(heartbeat="2000-01-01T00:00:00Z")  # as a supervisor gone long ago leaves it
+
+    samples = parse(Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode())
+
+    a = {"node": node, "model": "model-a"}
+    assert value(samples, "jetson_model_state", **a, state="unknown") == 1
+    assert value(samples, "jetson_model_state", **a, state="ready") == 0
