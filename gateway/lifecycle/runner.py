@@ -165,7 +165,6 @@ class Runner:
         """One llama-server from start to exit; every outcome is told to the machine as an event."""
         config = setup.config
         assert config is not None
-        started = time.monotonic()
         port = llama.free_port()
         key = secrets.token_urlsafe(32)
         key_file = self.keys / f"{process.backend}.key"
@@ -191,6 +190,7 @@ class Runner:
             self.feed(Exited(process.backend, process.generation, None, error=message))
             return
         child = process.process
+        spawned = time.monotonic()  # llama-server's own load is from exec to ready: the rest is the supervisor's
         if process.terminated:  # told to stop while it was being started
             self._stop(child)
         self.feed(Spawned(process.backend, process.generation, child.pid, port, key))
@@ -202,7 +202,7 @@ class Runner:
             buffers = memory.parse_buffers(loaded.decode(errors="replace"))
             process.device_bytes = buffers.device if buffers else 0
             loaded.clear()
-            self.feed(Ready(process.backend, process.generation, round(time.monotonic() - started, 3)))
+            self.feed(Ready(process.backend, process.generation, round(time.monotonic() - spawned, 3)))
         code = await exit_code
         with contextlib.suppress(Exception):
             await asyncio.wait_for(pumping, 2.0)  # the rest of its output, unless a grandchild holds the pipe
