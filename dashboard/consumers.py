@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from dashboard.access import acan_view
-from gateway import requestlog, service
+from gateway import relay, requestlog, service
 from gateway.errors import APIError
 from gateway.node import link, states
 from gateway.outage import COMMAND_TIMEOUT, REDIS_DOWN, RedisOutage
@@ -172,33 +172,34 @@ class ChatConsumer(DashboardConsumer):
         key = await database_sync_to_async(service.dashboard_key)(user)
         record = self.new_record(key)
         try:
-            stream = await record.serve(service.chat(key, chat_body(content), record))
+            with record.failing():
+                stream = await service.chat(key, chat_body(content), record.asked())
         except APIError as exc:
             await self.send_json({"type": "error", "status": exc.status, "message": exc.message})
             return
-        await self.send_json({"type": "started", "model": record.model_used or record.model_requested})
+        assert isinstance(stream, relay.Stream)  # the playground always streams
+        record.follow(stream)
+        await self.send_json({"type": "started", "model": stream.route.model_used or stream.route.model_requested})
         first_token: float | None = None
         finish_reason, usage = None, None
-        async for chunk in stream:
-            if chunk is None:  # keep-alive
-                continue
-            if "error" in chunk:
-                error = chunk["error"] if isinstance(chunk["error"], dict) else {}
-                await self.send_json({"type": "error", "message": str(error.get("message") or "generation failed")})
-                return
-            usage = chunk.get("usage") or usage
-            for choice in chunk.get("choices") or []:
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    first_token = first_token or time.perf_counter()
-                    await self.send_json({"type": "delta", "content": text})
-                finish_reason = choice.get("finish_reason") or finish_reason
+        try:
+            async for chunk in stream.chunks():
+                usage = chunk.get("usage") or usage
+                for choice in chunk.get("choices") or []:
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        first_token = first_token or time.perf_counter()
+                        await self.send_json({"type": "delta", "content": text})
+                    finish_reason = choice.get("finish_reason") or finish_reason
+        except APIError as exc:
+            await self.send_json({"type": "error", "message": exc.message or "generation failed"})
+            return
         await self.send_json(
             {
                 "type": "done",
                 "finish_reason": finish_reason,
                 "usage": usage,
-                "tokens_per_second": record.tokens_per_second or _rate(usage, first_token),
+                "tokens_per_second": stream.usage.tokens_per_second or _rate(usage, first_token),
             }
         )
 

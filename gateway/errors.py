@@ -26,6 +26,7 @@ class APIError(Exception):
         self.param = param
         self.code = code
         self.headers = headers or {}
+        self.route: Any = None  # where the request went before it failed (gateway.outcomes.Route), for its log row
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}

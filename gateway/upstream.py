@@ -96,7 +96,10 @@ def event_error(event: dict) -> UpstreamError:
     return UpstreamError(message, status, event, retryable=status >= 500)
 
 
-def _timeout(seconds: float, connect: float = 5.0) -> aiohttp.ClientTimeout:
+KEEPALIVE = b""  # in a stream's batch: the backend is silent, or sent a keep-alive of its own
+
+
+def _timeout(seconds: float | None, connect: float = 5.0) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, connect=connect, sock_read=seconds)
 
 
@@ -172,12 +175,16 @@ async def probe(target: Target, timeout: float) -> Probe:
     return result
 
 
-async def stream_events(target: Target, path: str, payload: dict, timeout: float) -> AsyncIterator[bytes]:
-    """Yield each SSE line's payload (after `data: `) as it arrives; comment lines yield b"" (keep-alive).
+async def stream(
+    target: Target, path: str, payload: dict, timeout: float, keepalive: float
+) -> AsyncIterator[list[bytes]]:
+    """POST and yield the SSE payloads (after `data: `) as they arrive, those that arrived together in one list; a
+    comment line (llama-server's own keep-alive), or `keepalive` seconds of silence, is KEEPALIVE.
 
     Errors before the first byte raise UpstreamError; a failure later ends the iteration with UpstreamError too
-    (a dropped connection is retryable either way: see UpstreamError). Leaving the iteration early (the client went
-    away) closes the connection, which is how llama-server learns to cancel the generation and free its slot.
+    (a dropped connection is retryable either way: see UpstreamError); `timeout` seconds of silence is a 504.
+    Leaving the iteration early (the client went away) closes the connection, which is how llama-server learns to
+    cancel the generation and free its slot.
     """
     try:
         async with session().post(
@@ -185,17 +192,29 @@ async def stream_events(target: Target, path: str, payload: dict, timeout: float
         ) as response:
             if response.status >= 400:
                 raise _error_from(response.status, await response.read())
-            # Whatever has arrived, split into lines here: aiohttp's line iterator costs a read call per line.
-            pending = b""
-            async for data in response.content.iter_any():
+            content, pending = response.content, b""
+            while True:
+                try:
+                    async with asyncio.timeout(keepalive):
+                        data = await content.readany()
+                except aiohttp.ServerTimeoutError:
+                    raise  # `timeout` seconds of silence: aiohttp's own read timeout
+                except TimeoutError:
+                    yield [KEEPALIVE]
+                    continue
+                if not data:
+                    break
+                # Whatever has arrived, split into lines here: aiohttp's line iterator costs a read call per line.
                 *lines, pending = (pending + data).split(b"\n")
-                for line in lines:
-                    if line.startswith(b"data:"):
-                        yield line[5:].strip()
-                    elif line.startswith(b":"):
-                        yield b""
+                batch = [
+                    line[5:].strip() if line[:1] == b"d" else KEEPALIVE
+                    for line in lines
+                    if line[:5] == b"data:" or line[:1] == b":"
+                ]
+                if batch:
+                    yield batch
             if pending.startswith(b"data:"):  # a last event without its line end
-                yield pending[5:].strip()
+                yield [pending[5:].strip()]
     except aiohttp.ClientConnectorError as exc:
         raise UpstreamError(f"cannot reach backend: {exc}", 503, retryable=True, refused=True) from exc
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:

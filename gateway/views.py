@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -16,17 +15,19 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway import auth, errors, limits, requestlog, routing, service, upstream
+from gateway import auth, errors, limits, relay, requestlog, routing, service, upstream
 from gateway.dbsync import db_sync
 from gateway.models import APIKey
 from gateway.node import link, states
+from gateway.outcomes import Answer, Asked, Route
 from gateway.requestlog import RequestRecord
 from monitor.models import Node
 
 logger = logging.getLogger(__name__)
-Handler = Callable[[HttpRequest, APIKey, RequestRecord], Awaitable[dict | AsyncIterator[Any]]]
-ServiceCall = Callable[[APIKey, Any, RequestRecord], Awaitable[dict | AsyncIterator[Any]]]
-KEEPALIVE = b": keep-alive\n\n"
+Outcome = Answer | relay.Stream
+Handler = Callable[[HttpRequest, APIKey, Asked], Awaitable[Outcome]]
+ServiceCall = Callable[[APIKey, Any, Asked], Awaitable[Outcome]]
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _read_json(request: HttpRequest) -> Any:
@@ -40,72 +41,32 @@ def _read_json(request: HttpRequest) -> Any:
         raise errors.invalid(f"The request body is not valid JSON: {exc}") from None
 
 
-async def _sse(stream: AsyncIterator[dict | None]) -> AsyncIterator[bytes]:
-    """Server-sent events; a comment line keeps the connection alive while the backend is silent."""
-    iterator = aiter(stream)
-    pending: asyncio.Future | None = None
-    failed = False
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait({pending}, timeout=settings.SSE_KEEPALIVE_SECONDS)
-            if not done:
-                yield KEEPALIVE
-                continue
-            try:
-                chunk = pending.result()
-            except StopAsyncIteration:
-                break
-            finally:
-                if done:
-                    pending = None
-            if chunk is None:
-                yield KEEPALIVE
-                continue
-            yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
-            failed = failed or "error" in chunk
-        if not failed:  # as llama-server does: after an error event the stream just ends
-            yield b"data: [DONE]\n\n"
-    finally:
-        # The client went away (or the stream ended): stop the upstream request so its slot is freed.
-        if pending is not None and not pending.done():
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
-        await iterator.aclose()
-
-
 async def _api(request: HttpRequest, handler: Handler, method: str = "POST") -> HttpResponse:
-    """An API request from arrival to response; its record is submitted however it ends."""
+    """An API request from arrival to response; its record is closed once, from the outcome or the error (a
+    stream's when it ends)."""
     record = RequestRecord.start(request.path, request.method or "", request.META)
     try:
-        result = await record.serve(_call(request, handler, method, record))
+        with record.failing():
+            if request.method != method:
+                raise errors.method_not_allowed(request.method or "", (method,))
+            key = await auth.authenticate(request.headers.get("Authorization", ""))
+            record.identify(key)
+            outcome = await handler(request, key, record.asked())
     except errors.APIError as exc:
         response: HttpResponse = exc.response()
     else:
-        if isinstance(result, dict):
-            response = JsonResponse(result)
+        record.follow(outcome)
+        if isinstance(outcome, relay.Stream):
+            response = StreamingHttpResponse(outcome.sse(), content_type="text/event-stream", headers=SSE_HEADERS)
         else:
-            headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-            response = StreamingHttpResponse(_sse(result), content_type="text/event-stream", headers=headers)
+            response = JsonResponse(outcome.body)
     response["X-Request-Id"] = record.request_id
     return response
 
 
-async def _call(
-    request: HttpRequest, handler: Handler, method: str, record: RequestRecord
-) -> dict | AsyncIterator[Any]:
-    if request.method != method:
-        raise errors.method_not_allowed(request.method or "", (method,))
-    key = await auth.authenticate(request.headers.get("Authorization", ""))
-    record.identify(key)
-    return await handler(request, key, record)
-
-
 def _with_body(call: ServiceCall) -> Handler:
-    async def handle(request: HttpRequest, key: APIKey, record: RequestRecord) -> dict | AsyncIterator[Any]:
-        return await call(key, _read_json(request), record)
+    async def handle(request: HttpRequest, key: APIKey, asked: Asked) -> Outcome:
+        return await call(key, _read_json(request), asked)
 
     return handle
 
@@ -136,26 +97,26 @@ async def _key_or_error(request: HttpRequest) -> APIKey | JsonResponse:
         return exc.response()
 
 
-async def _list_models(request: HttpRequest, key: APIKey, record: RequestRecord) -> dict:
+async def _list_models(request: HttpRequest, key: APIKey, asked: Asked) -> Answer:
     registry = await routing.registry()
     visible = {
         info.model_id: info
         for info in registry.values()
         if not key.allowed_model_ids or info.id in key.allowed_model_ids
     }
-    return {"object": "list", "data": [_model_object(info) for info in visible.values()]}
+    return Answer({"object": "list", "data": [_model_object(info) for info in visible.values()]}, Route())
 
 
-async def _describe_model(request: HttpRequest, key: APIKey, record: RequestRecord, model_id: str) -> dict:
-    record.model_requested = model_id
+async def _describe_model(request: HttpRequest, key: APIKey, asked: Asked, model_id: str) -> Answer:
+    route = Route(model_requested=model_id)
     try:
         info = await routing.resolve(model_id, key.allowed_model_ids)
     except errors.APIError as exc:
         # A model the key may not use is reported as missing: its existence is not the key's business.
-        if exc.status == 403:
-            raise errors.not_found(f"The model `{model_id}` does not exist.") from None
-        raise
-    return _model_object(info)
+        error = errors.not_found(f"The model `{model_id}` does not exist.") if exc.status == 403 else exc
+        error.route = route
+        raise error from None
+    return Answer(_model_object(info), route)
 
 
 @csrf_exempt

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponseBase
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 # The request log's rule for TRUSTED_PROXIES, so both headers are believed from the same peers.
-from gateway.requestlog.record import _networks, _parse_ip
+from gateway.clientip import is_trusted_proxy, parse_ip
 
 
 class ForwardedProtoMiddleware:
@@ -33,9 +33,8 @@ class ForwardedProtoMiddleware:
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         if "HTTP_X_FORWARDED_PROTO" in request.META:
-            peer = _parse_ip(str(request.META.get("REMOTE_ADDR") or ""))
-            trusted = _networks(tuple(settings.TRUSTED_PROXIES))
-            if peer is None or not any(peer in network for network in trusted):
+            peer = parse_ip(str(request.META.get("REMOTE_ADDR") or ""))
+            if peer is None or not is_trusted_proxy(peer):
                 del request.META["HTTP_X_FORWARDED_PROTO"]
         return await self.get_response(request)
 

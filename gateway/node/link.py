@@ -31,7 +31,6 @@ from gateway.upstream import Target
 
 if TYPE_CHECKING:
     from gateway.models import Supervisor
-    from gateway.routing import BackendInfo
 
 logger = logging.getLogger(__name__)
 
@@ -319,9 +318,9 @@ def model_url(address: str, port: int) -> str:
 
 
 @contextlib.asynccontextmanager
-async def lease(backend: BackendInfo, request_id: str) -> AsyncIterator[Grant]:
-    """A managed backend's URL and key for the time of the block; released when the block ends, however it ends."""
-    node, address = backend.node, backend.supervisor
+async def lease(backend: int, node: str, address: str, request_id: str) -> AsyncIterator[Grant]:
+    """A managed backend's URL and key for the time of the block; released when the block ends, however it ends.
+    `address` is how to reach its node's supervisor (`address`, above)."""
     if not address:
         raise Refused(
             503, f"no model supervisor has started on node {node}: run `manage.py supervise` there",
@@ -331,7 +330,7 @@ async def lease(backend: BackendInfo, request_id: str) -> AsyncIterator[Grant]:
     name = f"{request_id}.{next(_leases)}"
     try:
         reply = await conn.call(
-            {"op": "acquire", "backend": backend.id, "lease": name}, settings.MODEL_LOAD_TIMEOUT + REPLY_MARGIN
+            {"op": "acquire", "backend": backend, "lease": name}, settings.MODEL_LOAD_TIMEOUT + REPLY_MARGIN
         )
     except asyncio.CancelledError:
         conn.send({"op": "release", "lease": name})  # the client left while waiting: leave the queue

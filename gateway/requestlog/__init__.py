@@ -1,6 +1,6 @@
 """The request log: one record per API request, from its arrival to its row, and everything that reads the rows.
 
-- `record`: RequestRecord, the life of one request's record (start, identify, serve: submitted once, however it ends)
+- `record`: RequestRecord, the life of one request's record (start, identify, close: from the outcomes, once)
 - `writer`: the bounded buffer and the thread that writes rows in batches
 - `rows`: a record as a row, a row as JSON
 - `usage`, `retention`: aggregates per hour or day, and pruning

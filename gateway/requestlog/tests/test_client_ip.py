@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.test import SimpleTestCase, override_settings
 
+from gateway.clientip import client_ip
 from gateway.requestlog import RequestRecord
-from gateway.requestlog.record import client_ip
 
 
 @override_settings(TRUSTED_PROXIES=["127.0.0.1", "10.0.0.0/8"])

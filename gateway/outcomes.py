@@ -1,0 +1,73 @@
+"""What the service tells its caller about one request, as typed values: where it went (Route), what it used (Usage),
+and its answer, whole (Answer) or streamed (gateway.relay.Stream). The caller writes the request's log row from them,
+once (gateway.requestlog.record)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What the service needs to know of a request besides its body and key."""
+
+    request_id: str
+    created: datetime
+    previews: bool  # keep a prompt and completion preview (the key's choice, else LOG_PREVIEWS)
+
+
+@dataclass
+class Route:
+    """Where a request went, as far as it got: filled in by the service as it routes."""
+
+    model_requested: str = ""
+    model_used: str = ""
+    backend: str = ""
+    stream: bool = False
+    cold_start_ms: float | None = None  # waited for a managed model to load
+
+    def waited(self, milliseconds: float) -> None:
+        self.cold_start_ms = (self.cold_start_ms or 0) + milliseconds
+
+
+@dataclass
+class Usage:
+    """What a request used: tokens as its backend counted them, its first token, previews when kept."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens_per_second: float | None = None
+    first_token: float | None = None  # time.perf_counter() when it arrived
+    prompt_preview: str = ""
+    completion_preview: str = ""
+
+    @property
+    def tokens(self) -> int:
+        return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
+
+    def count(self, usage: Any, timings: Any = None) -> None:
+        """An OpenAI `usage` object and llama-server's `timings`, as an answer or its last event carries them."""
+        if isinstance(usage, dict):
+            self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
+            self.completion_tokens = usage.get("completion_tokens", self.completion_tokens)
+        if isinstance(timings, dict) and timings.get("predicted_per_second"):
+            self.tokens_per_second = round(float(timings["predicted_per_second"]), 2)
+
+    def first(self) -> None:
+        if self.first_token is None:
+            self.first_token = time.perf_counter()
+
+    def restart(self) -> None:
+        """Forget a backend's partial answer: another one answers from the start."""
+        self.prompt_tokens = self.completion_tokens = self.tokens_per_second = self.first_token = None
+        self.completion_preview = ""
+
+
+@dataclass
+class Answer:
+    body: dict[str, Any]
+    route: Route
+    usage: Usage = field(default_factory=Usage)

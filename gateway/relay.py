@@ -1,0 +1,379 @@
+"""The one stream wrapper: llama-server's events, as they arrive, turned into what the client gets (server-sent
+events, the dashboard's chunks, or one whole answer) in one layer, and the stream's single end.
+
+Events are passed on as llama-server sent them, with the client's model name put in place of the GGUF path (a
+byte replacement), and parsed only where something must be read from them: until the first token, the events that
+carry the usage or an error, and every event when previews are kept. Events that arrived together leave together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gateway import errors, upstream
+from gateway.outcomes import Asked, Route, Usage
+
+Chunk = dict[str, Any]
+KEEPALIVE_FRAME = b": keep-alive\n\n"
+DONE_FRAME = b"data: [DONE]\n\n"
+PREVIEW_CHARS_MAX = 100_000  # bytes of completion a preview collects before it is cut (rows keep LOG_PREVIEW_CHARS)
+FINISH_REASONS = {"limit": "length", "eos": "stop", "word": "stop", "none": "stop"}
+# The whole answer's `object` for each kind of chunk.
+WHOLE_OBJECT = {"chat.completion.chunk": "chat.completion", "text_completion": "text_completion"}
+# Error types of error events, and the status a whole answer or a log row gets for them.
+ERROR_STATUS = {"timeout_error": 504, "unavailable_error": 503}
+
+
+def frame(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+def _dumps(chunk: Chunk) -> bytes:
+    return json.dumps(chunk, separators=(",", ":")).encode()
+
+
+def _loads(raw: bytes) -> Chunk:
+    try:
+        event = json.loads(raw)
+    except ValueError as exc:
+        raise upstream.UpstreamError(f"backend sent an event that is not JSON: {exc}", 502, retryable=True) from exc
+    if not isinstance(event, dict):
+        raise upstream.UpstreamError("backend sent an event that is not a JSON object", 502, retryable=True)
+    if "error" in event:
+        raise upstream.event_error(event)
+    return event
+
+
+class Events(Protocol):
+    """One protocol's events: `chunks` parses one upstream event into the client's chunks (noting the usage, the first
+    token, the finish), `frames` gives its server-sent events, without parsing it where it can."""
+
+    finished: bool
+
+    def chunks(self, raw: bytes) -> list[Chunk]: ...
+
+    def frames(self, raw: bytes) -> bytes: ...
+
+
+class OpenAIEvents:
+    """llama-server's own OpenAI-shaped stream (/v1/chat/completions, /v1/completions)."""
+
+    def __init__(self, model: str, text_key: str, include_usage: bool, usage: Usage, previews: bool) -> None:
+        self.model, self.text_key, self.include_usage = model, text_key, include_usage
+        self.usage, self.previews = usage, previews
+        self.finished = False
+        # The backend's model name (a GGUF path) as it appears in an event, and ours in its place; learnt from the
+        # first event parsed.
+        self.rename: tuple[bytes, bytes] | None = None
+
+    def frames(self, raw: bytes) -> bytes:
+        rename = self.rename
+        if (
+            rename is not None
+            and self.usage.first_token is not None
+            and not self.previews
+            and rename[0] in raw
+            and b'"usage"' not in raw
+            and b'"error"' not in raw
+        ):
+            if not self.finished and b'"finish_reason":"' in raw:
+                self.finished = True
+            return frame(raw.replace(rename[0], rename[1], 1))
+        return b"".join(frame(_dumps(chunk)) for chunk in self._stream_chunks(raw))
+
+    def chunks(self, raw: bytes) -> list[Chunk]:
+        return self._take(_loads(raw), whole=True)
+
+    def _stream_chunks(self, raw: bytes) -> list[Chunk]:
+        return self._take(_loads(raw), whole=False)
+
+    def _take(self, event: Chunk, whole: bool) -> list[Chunk]:
+        backend_model = event.get("model")
+        if self.rename is None and isinstance(backend_model, str) and backend_model != self.model:
+            self.rename = (
+                b'"model":' + json.dumps(backend_model).encode(),
+                b'"model":' + json.dumps(self.model).encode(),
+            )
+        event["model"] = self.model
+        choices = event.get("choices") or []
+        for choice in choices:
+            text = (choice.get("delta") or {}).get(self.text_key) or choice.get(self.text_key)
+            if text:
+                self.usage.first()
+                if self.previews and len(self.usage.completion_preview) < PREVIEW_CHARS_MAX:
+                    self.usage.completion_preview += text
+            if choice.get("finish_reason"):
+                self.finished = True
+        usage, timings = event.get("usage"), event.get("timings")
+        if usage or timings:
+            self.usage.count(usage, timings)
+        if whole or not usage:
+            return [event] if choices or usage else []
+        # As OpenAI does: the usage (with llama-server's timings) in a chunk of its own, with no choices, and only
+        # for a client that asked for it (llama-server's text completions send it on the last choice's chunk).
+        del event["usage"]
+        ending = {k: v for k, v in event.items() if k != "timings"} if self.include_usage else event
+        out = [ending] if choices else []
+        if self.include_usage:
+            out.append({**event, "choices": [], "usage": usage})
+        return out
+
+
+class TemplateEvents:
+    """llama.cpp's /completion stream for a prompt the gateway rendered (gateway.prompts), as chat.completion.chunk."""
+
+    def __init__(self, model: str, asked: Asked, include_usage: bool, usage: Usage, previews: bool) -> None:
+        self.model, self.asked, self.include_usage = model, asked, include_usage
+        self.usage, self.previews = usage, previews
+        self.finished = False
+        self.started = False
+
+    def _chunk(self, delta: dict, finish_reason: str | None = None) -> Chunk:
+        return {
+            "id": f"chatcmpl-{self.asked.request_id}",
+            "object": "chat.completion.chunk",
+            "created": int(self.asked.created.timestamp()),
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+
+    def frames(self, raw: bytes) -> bytes:
+        return b"".join(frame(_dumps(chunk)) for chunk in self._translate(raw, whole=False))
+
+    def chunks(self, raw: bytes) -> list[Chunk]:
+        return self._translate(raw, whole=True)
+
+    def _translate(self, raw: bytes, whole: bool) -> list[Chunk]:
+        event = _loads(raw)
+        out = []
+        if not self.started:
+            self.started = True
+            out.append(self._chunk({"role": "assistant", "content": ""}))
+        if text := event.get("content"):
+            self.usage.first()
+            if self.previews and len(self.usage.completion_preview) < PREVIEW_CHARS_MAX:
+                self.usage.completion_preview += text
+            out.append(self._chunk({"content": text}))
+        if event.get("stop"):
+            self.finished = True
+            prompt, completion = int(event.get("tokens_evaluated") or 0), int(event.get("tokens_predicted") or 0)
+            usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+            self.usage.count(usage, event.get("timings"))
+            out.append(self._chunk({}, FINISH_REASONS.get(event.get("stop_type", "none"), "stop")))
+            if self.include_usage or whole:
+                out.append({**self._chunk({}), "choices": [], "usage": usage})
+        return out
+
+
+@dataclass
+class Upstream:
+    """A backend's stream whose first events have arrived: `batches` (a started generator that owns the connection,
+    the supervisor's lease and the backend's place; closing it gives them back) and those first events."""
+
+    batches: AsyncIterator[list[bytes]]
+    first: list[bytes]
+
+    async def each(self) -> AsyncIterator[list[bytes]]:
+        yield self.first
+        async for batch in self.batches:
+            yield batch
+
+    async def close(self) -> None:
+        await self.batches.aclose()  # type: ignore[attr-defined]  # closing the connection cancels the generation
+
+
+async def whole(source: Upstream, events: Events) -> dict:
+    """Read a backend's stream to its end and return the one answer it spells; a failure raises UpstreamError."""
+    answer: dict[str, Any] = {}
+    choices: dict[int, dict[str, Any]] = {}
+    try:
+        async for batch in source.each():
+            for raw in batch:
+                if raw == upstream.KEEPALIVE:
+                    continue
+                if raw == b"[DONE]":
+                    break
+                for chunk in events.chunks(raw):
+                    _merge(answer, choices, chunk)
+    finally:
+        await source.close()
+    answer["object"] = WHOLE_OBJECT.get(answer.get("object", ""), answer.get("object"))
+    answer["choices"] = [choices[index] for index in sorted(choices)]
+    if not events.finished or not answer["choices"]:
+        raise upstream.UpstreamError("backend ended the stream before the answer was complete", 502, retryable=True)
+    return answer
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a stream ended, for its log row: 200, 502 with the backend's error, or 499 when the client left."""
+
+    status: int
+    error: errors.APIError | None = None
+    client_gone: bool = False
+
+
+class Stream:
+    """A streamed answer, from its first events to its end. Whoever reads it (`sse` for HTTP clients, `chunks` for the
+    dashboard) ends it once, however the reading ends: the backend connection closed (which cancels the generation),
+    the supervisor's lease and the key's place given back with the tokens used, and `on_end` told (the log row)."""
+
+    def __init__(
+        self, source: Upstream, events: Events, route: Route, usage: Usage, release: Callable[[int], Awaitable[None]]
+    ) -> None:
+        self.source, self.events, self.route, self.usage, self.release = source, events, route, usage, release
+        self.on_end: Callable[[Ending], None] | None = None
+        self.ended = False
+
+    async def sse(self) -> AsyncIterator[bytes]:
+        """Server-sent events; events that arrived together in one piece; a backend failure as one error event."""
+        ending = Ending(200)
+        try:
+            async for batch in self.source.each():
+                out, done, failure = [], False, None
+                for raw in batch:
+                    if raw == upstream.KEEPALIVE:
+                        out.append(KEEPALIVE_FRAME)
+                    elif raw == b"[DONE]":
+                        done = True
+                        break
+                    else:
+                        try:
+                            out.append(self.events.frames(raw))
+                        except upstream.UpstreamError as exc:
+                            failure = exc  # what arrived before it is passed on first
+                            break
+                if out:
+                    yield b"".join(out)
+                if failure is not None:
+                    raise failure
+                if done:
+                    break
+            self._check_finished()
+            yield DONE_FRAME
+        except upstream.UpstreamError as exc:
+            ending = Ending(502, as_api_error(exc))
+            yield frame(_dumps(exc.body if "error" in exc.body else as_api_error(exc).body()))
+        except (asyncio.CancelledError, GeneratorExit):
+            ending = Ending(499, client_gone=True)
+            raise
+        finally:
+            await asyncio.shield(self.end(ending))
+
+    async def chunks(self) -> AsyncIterator[Chunk]:
+        """The client's chunks as dicts (the dashboard's chat); a backend failure raises APIError."""
+        ending = Ending(200)
+        try:
+            async for batch in self.source.each():
+                for raw in batch:
+                    if raw == b"[DONE]":
+                        break
+                    if raw != upstream.KEEPALIVE:
+                        for chunk in self.events.chunks(raw):
+                            yield chunk
+            self._check_finished()
+        except upstream.UpstreamError as exc:
+            ending = Ending(502, as_api_error(exc))
+            raise ending.error from exc  # type: ignore[misc]
+        except (asyncio.CancelledError, GeneratorExit):
+            ending = Ending(499, client_gone=True)
+            raise
+        finally:
+            await asyncio.shield(self.end(ending))
+
+    def _check_finished(self) -> None:
+        if not self.events.finished:
+            raise upstream.UpstreamError("backend ended the stream without a finish reason", 502)
+
+    async def end(self, ending: Ending) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            await self.source.close()
+            await self.release(self.usage.tokens)
+        finally:
+            if self.on_end is not None:
+                self.on_end(ending)
+
+
+def as_api_error(exc: upstream.UpstreamError) -> errors.APIError:
+    """A backend's failure as the client sees it: its own 4xx, 503 or 504, else 502."""
+    if exc.is_timeout:
+        return errors.timeout(str(exc))
+    error = exc.body.get("error") if isinstance(exc.body.get("error"), dict) else {}
+    kind = str(error.get("type") or "")
+    code = error.get("code") if isinstance(error.get("code"), str) else None  # llama-server's is its HTTP status
+    if 400 <= exc.status < 500:
+        return errors.APIError(exc.status, str(exc), kind or "invalid_request_error", None, code)
+    if exc.status == 503:
+        return errors.unavailable(str(exc))
+    kind = kind or "server_error"
+    return errors.APIError(ERROR_STATUS.get(kind, 502), str(exc), kind, None, code or "bad_gateway")
+
+
+def _merge(answer: dict[str, Any], choices: dict[int, dict[str, Any]], chunk: Chunk) -> None:
+    for name, value in chunk.items():
+        if name == "choices":
+            for choice in value or []:
+                _add_choice(choices.setdefault(choice.get("index", 0), {}), choice)
+        else:
+            answer[name] = value  # id, created, model …; usage and timings arrive last
+
+
+def _add_choice(merged: dict[str, Any], choice: dict[str, Any]) -> None:
+    for name, value in choice.items():
+        if name == "delta":
+            _add_delta(merged.setdefault("message", {}), value or {})
+        elif name == "logprobs":
+            merged["logprobs"] = _extend(merged.get("logprobs"), value)
+        elif name == "text":
+            merged["text"] = merged.get("text", "") + (value or "")
+        elif value is not None or name not in merged:
+            merged[name] = value  # index; finish_reason arrives with the last chunk
+
+
+def _add_delta(message: dict[str, Any], delta: dict[str, Any]) -> None:
+    for name, value in delta.items():
+        if name == "tool_calls":
+            calls = message.setdefault("tool_calls", [])
+            for part in value or []:
+                index = part.get("index", len(calls))
+                while len(calls) <= index:
+                    calls.append({})
+                _add_tool_call(calls[index], part)
+        elif isinstance(value, str) and isinstance(message.get(name), str) and name != "role":
+            message[name] += value  # content, reasoning_content
+        elif value is not None or name not in message:
+            message[name] = value
+
+
+def _add_tool_call(call: dict[str, Any], part: dict[str, Any]) -> None:
+    for name, value in part.items():
+        if name == "index":
+            continue
+        if name == "function":
+            function = call.setdefault("function", {})
+            for field, text in (value or {}).items():
+                function[field] = function.get(field, "") + (text or "") if field == "arguments" else text
+        elif value is not None:
+            call[name] = value
+
+
+def _extend(merged: Any, part: Any) -> Any:
+    """Logprobs of two chunks as one: lists (one entry per token) are joined, anything else is kept."""
+    if part is None:
+        return merged
+    if not isinstance(merged, dict) or not isinstance(part, dict):
+        return part
+    joined = dict(merged)
+    for name, value in part.items():
+        if isinstance(value, list) and isinstance(joined.get(name), list):
+            joined[name] = joined[name] + value
+        elif value is not None:
+            joined[name] = value
+    return joined
