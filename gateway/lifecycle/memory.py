@@ -132,8 +132,3 @@ def parse_buffers(log_text: str) -> Buffers | None:
         else:
             device += size
     return Buffers(host, device, by_kind, by_buffer) if by_kind else None
-
-
-def process_rss(pid: int) -> int | None:
-    """Kept for the estimate's test: the process's resident size now."""
-    return resident(pid)

@@ -25,7 +25,7 @@ def test_the_estimate_matches_the_small_models_real_buffers(small_gguf: str, ctx
     )
     server.start(log_file=log)
     try:
-        rss = memory.process_rss(server.process.pid)  # type: ignore[union-attr]
+        rss = memory.resident(server.process.pid)  # type: ignore[union-attr]
     finally:
         server.stop()
     buffers = memory.parse_buffers(Path(log).read_text(errors="replace"))
