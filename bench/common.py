@@ -115,7 +115,8 @@ class Bench:
         return url
 
     def start_llama(self, extra_args: list[str] | None = None) -> str:
-        from gateway.llama import LlamaServer, free_port
+        from gateway.llama import free_port
+        from tests.llama_server import LlamaServer
 
         server = LlamaServer(port=free_port(), extra_args=extra_args or [])
         self.llamas.append(server)

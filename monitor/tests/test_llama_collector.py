@@ -6,9 +6,10 @@ import httpx
 
 from gateway import llama
 from monitor.collectors.llama import LlamaCollector, Target, parse_metrics
+from tests.llama_server import LlamaServer
 
 
-async def test_it_reads_idle_slots_and_token_counters(llama_chat: llama.LlamaServer) -> None:
+async def test_it_reads_idle_slots_and_token_counters(llama_chat: LlamaServer) -> None:
     collector = LlamaCollector(timeout=5)
     try:
         before = (await collector.collect([Target(llama_chat.url, "gemma")]))["backends"][0]
@@ -24,7 +25,7 @@ async def test_it_reads_idle_slots_and_token_counters(llama_chat: llama.LlamaSer
     assert after["prompt_tokens_total"] > before["prompt_tokens_total"]
 
 
-async def test_it_counts_a_slot_busy_while_it_generates(llama_chat: llama.LlamaServer) -> None:
+async def test_it_counts_a_slot_busy_while_it_generates(llama_chat: LlamaServer) -> None:
     collector = LlamaCollector(timeout=5)
     body = {"prompt": "Once upon a time", "n_predict": 400, "stream": True, "ignore_eos": True}
     try:
