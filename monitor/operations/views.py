@@ -1,17 +1,22 @@
-"""The operations endpoints: /livez and /readyz for process supervisors (no key), /health for API keys and staff."""
+"""The operations endpoints: /livez and /readyz for process supervisors (no key), /health for API keys and staff,
+/metrics for Prometheus (its own token) and staff."""
 
 from __future__ import annotations
 
 import functools
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from gateway import auth, errors
+from monitor.operations import prometheus
 from monitor.operations.health import report
 
 logger = logging.getLogger(__name__)
@@ -72,3 +77,17 @@ async def health(request: HttpRequest) -> JsonResponse:
     if not await _staff_or_key(request):
         return errors.unauthorized().response()
     return JsonResponse(await report())
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text; readable with MONITOR_METRICS_TOKEN as a Bearer token, or by a staff session."""
+    token = settings.MONITOR_METRICS_TOKEN
+    supplied = auth.bearer_token(request.headers.get("Authorization", ""))
+    by_token = bool(token and supplied) and hmac.compare_digest(supplied.encode(), token.encode())
+    if not (by_token or (request.user.is_authenticated and request.user.is_staff)):
+        if not token:
+            return errors.APIError(
+                403, "Set MONITOR_METRICS_TOKEN to let Prometheus read /metrics.", "permission_error"
+            ).response()
+        return errors.unauthorized("Invalid or missing metrics token.").response()
+    return HttpResponse(prometheus.render(), content_type=CONTENT_TYPE_PLAIN_0_0_4)
