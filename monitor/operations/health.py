@@ -12,22 +12,26 @@ from gateway import limits, requestlog, routing, upstream
 from gateway.dbsync import db_sync
 from gateway.node import link, states
 from monitor.models import Node
+from monitor.operations.probe import Probe, probe
 
 
 async def _probe(backend: routing.BackendInfo, managed: dict[int, dict]) -> dict:
     if backend.managed:
         return await _managed_report(backend, managed.get(backend.id))
-    probe = await upstream.probe(backend.target, settings.HEALTH_TIMEOUT)
+    probed = await probe(backend.target, settings.HEALTH_TIMEOUT)
     report: dict[str, Any] = {"url": backend.target.base_url, "in_flight": routing.in_flight(backend.id)}
-    report["status"] = probe.status
-    if probe.error:
-        report["error"] = probe.error
-    if probe.latency_ms is not None:
-        report["latency_ms"] = probe.latency_ms
-    if probe.slots is not None:
-        report["slots"] = {"busy": probe.slots[0], "idle": probe.slots[1]}
+    report["status"] = probed.status
+    if probed.error:
+        report["error"] = probed.error
+    if probed.latency_ms is not None:
+        report["latency_ms"] = probed.latency_ms
+    report.update(_slots(probed))
     report["cooling_off"] = routing.is_down(backend.id)
     return report
+
+
+def _slots(probed: Probe) -> dict[str, Any]:
+    return {"slots": {"busy": probed.slots[0], "idle": probed.slots[1]}} if probed.slots is not None else {}
 
 
 async def _managed_report(backend: routing.BackendInfo, state: dict | None) -> dict:
@@ -43,10 +47,8 @@ async def _managed_report(backend: routing.BackendInfo, state: dict | None) -> d
         report["status"], report["error"] = "down", f"no supervisor answers for node {backend.node}"
     elif state["state"] == "ready" and state.get("port"):
         target = upstream.Target(link.model_url(backend.supervisor, state["port"]), link.known_key(backend.id))
-        probe = await upstream.probe(target, settings.HEALTH_TIMEOUT)
-        report.update(url=target.base_url, status=probe.status, latency_ms=probe.latency_ms)
-        if probe.slots is not None:
-            report["slots"] = {"busy": probe.slots[0], "idle": probe.slots[1]}
+        probed = await probe(target, settings.HEALTH_TIMEOUT)
+        report.update(url=target.base_url, status=probed.status, latency_ms=probed.latency_ms, **_slots(probed))
     else:
         report["status"] = {"failed": "down", "starting": "loading"}.get(state["state"], "standby")
     return report

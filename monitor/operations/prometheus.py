@@ -107,9 +107,7 @@ def add_sample(out: Exposition, sample: Sample) -> None:
         )
     for backend in data.get("backends", []):
         labels = {"node": node, "backend": backend.get("url"), "model": backend.get("model")}
-        out.add(
-            "jetson_backend_up", g, "llama-server answered /slots or /metrics.", int(bool(backend.get("ok"))), **labels
-        )
+        out.add("jetson_backend_up", g, "llama-server's /health answered 200.", int(bool(backend.get("ok"))), **labels)
         out.add("jetson_backend_slots_busy", g, "llama-server slots processing.", backend.get("slots_busy"), **labels)
         out.add("jetson_backend_slots_idle", g, "llama-server slots idle.", backend.get("slots_idle"), **labels)
         c = "counter"
