@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway import llama
+from tests.live import stop_process
 
 
 @dataclass
@@ -64,10 +65,5 @@ class LlamaServer:
         raise llama.LlamaError(f"llama-server on port {self.port} was not ready within {timeout:.0f} s")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            stop_process(self.process)
