@@ -75,6 +75,7 @@ def _any_managed(infos: list[routing.ModelInfo]) -> bool:
 
 
 async def report() -> dict[str, Any]:
+    """The body of GET /health."""
     registry = await routing.registry()
     infos = list({info.model_id: info for info in registry.values()}.values())
     managed, nodes = await db_sync(_managed_states)() if _any_managed(infos) else ({}, [])
