@@ -18,11 +18,12 @@ ARTIFACTS = Path(__file__).resolve().parent / "test-artifacts"
 
 def _start_llama(embeddings: bool) -> Iterator[object]:
     from gateway import llama
+    from tests.llama_server import LlamaServer
 
     ARTIFACTS.mkdir(exist_ok=True)
     kind = "embed" if embeddings else "chat"
     try:
-        server = llama.LlamaServer(port=llama.free_port(), embeddings=embeddings, parallel=1 if embeddings else 2)
+        server = LlamaServer(port=llama.free_port(), embeddings=embeddings, parallel=1 if embeddings else 2)
         server.start(log_file=ARTIFACTS / f"llama-{kind}.log")
     except llama.LlamaError as exc:
         pytest.fail(f"cannot start a real llama-server ({kind}): {exc}. Run `make test`, which installs it.")

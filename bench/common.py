@@ -115,7 +115,8 @@ class Bench:
         return url
 
     def start_llama(self, extra_args: list[str] | None = None) -> str:
-        from gateway.llama import LlamaServer, free_port
+        from gateway.llama import free_port
+        from tests.llama_server import LlamaServer
 
         server = LlamaServer(port=free_port(), extra_args=extra_args or [])
         self.llamas.append(server)
@@ -157,7 +158,7 @@ def wait_http(url: str, process: subprocess.Popen | None = None, timeout: float 
 
 
 @dataclass
-class Target:
+class LoadTarget:
     """Where requests go: the gateway (with a key) or a backend directly."""
 
     name: str
@@ -175,12 +176,14 @@ def chat_body(tokens: int | None = None, stream: bool = False, model: str = MODE
     return json.dumps({**body, **extra}).encode()
 
 
-def gateway_target(base_url: str, key: str, path: str = "/v1/chat/completions") -> Target:
-    return Target("gateway", base_url + path, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+def gateway_target(base_url: str, key: str, path: str = "/v1/chat/completions") -> LoadTarget:
+    return LoadTarget(
+        "gateway", base_url + path, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    )
 
 
-def direct_target(base_url: str, path: str = "/v1/chat/completions") -> Target:
-    return Target("direct", base_url + path, {"Content-Type": "application/json"})
+def direct_target(base_url: str, path: str = "/v1/chat/completions") -> LoadTarget:
+    return LoadTarget("direct", base_url + path, {"Content-Type": "application/json"})
 
 
 @dataclass
@@ -224,7 +227,9 @@ def _has_content(line: bytes) -> bool:
     return bool((choices[0].get("delta") or {}).get("content"))
 
 
-async def _one(session: aiohttp.ClientSession, target: Target, body: bytes, stream: bool, result: LoadResult) -> None:
+async def _one(
+    session: aiohttp.ClientSession, target: LoadTarget, body: bytes, stream: bool, result: LoadResult
+) -> None:
     started = time.perf_counter()
     try:
         data = body if target.method == "POST" else None
@@ -251,7 +256,7 @@ async def _one(session: aiohttp.ClientSession, target: Target, body: bytes, stre
 
 
 async def _load(
-    target: Target, body: bytes, concurrency: int, count: int, max_seconds: float, stream: bool
+    target: LoadTarget, body: bytes, concurrency: int, count: int, max_seconds: float, stream: bool
 ) -> LoadResult:
     result = LoadResult()
     remaining = count
@@ -273,14 +278,14 @@ async def _load(
 
 
 def load(
-    target: Target, body: bytes, concurrency: int, count: int, max_seconds: float = 20.0, stream: bool = False
+    target: LoadTarget, body: bytes, concurrency: int, count: int, max_seconds: float = 20.0, stream: bool = False
 ) -> LoadResult:
     """Send `count` requests (at most `max_seconds` of them) from `concurrency` connections; new event loop each time."""
     return asyncio.run(_load(target, body, concurrency, count, max_seconds, stream))
 
 
 def interleaved(
-    targets: list[Target],
+    targets: list[LoadTarget],
     body: bytes | dict[str, bytes],
     concurrency: int,
     count: int,
@@ -318,7 +323,7 @@ def require_wrk() -> None:
         sys.exit("wrk is missing: make setup-bench (apt-get install -y wrk)")
 
 
-def wrk_script(folder: Path, target: Target, body: bytes | str) -> Path:
+def wrk_script(folder: Path, target: LoadTarget, body: bytes | str) -> Path:
     """A wrk Lua script sending the target's method, headers and body."""
     lines = [f"wrk.method = {json.dumps(target.method)}"]
     if target.method != "GET":

@@ -38,11 +38,12 @@ async def measure(seconds: float, step: object | None) -> tuple[float, int]:
 
 
 async def main(seconds: float, backends: list[str]) -> None:
-    from monitor.collectors.llama import Target
+    from gateway.upstream import Target
+    from monitor.collectors.llama import PolledBackend
     from monitor.sampler import Sampler
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # as the monitor command does
-    sampler = Sampler("bench", backends=lambda: [Target(url, "bench") for url in backends])
+    sampler = Sampler("bench", backends=lambda: [PolledBackend(Target(url), "bench") for url in backends])
     await asyncio.to_thread(sampler.collect_system)  # the same warm-up the command does
     idle_cpu, idle_ticks = await measure(seconds, None)
     busy_cpu, ticks = await measure(seconds, sampler.step)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.common import (
     Bench,
-    Target,
+    LoadTarget,
     WrkResult,
     chat_body,
     direct_target,
@@ -52,7 +52,7 @@ def main() -> None:
         targets = [
             direct_target(fake),
             gateway_target(gateway, key),
-            Target("gateway /livez", gateway + "/livez", method="GET"),
+            LoadTarget("gateway /livez", gateway + "/livez", method="GET"),
         ]
         folder = Path(tempfile.mkdtemp(dir=bench.tmp))
         body = chat_body(tokens=args.tokens)

@@ -21,7 +21,7 @@ import time
 
 import aiohttp
 
-from bench.common import Bench, Target, direct_target, gateway_target, table, verdict
+from bench.common import Bench, LoadTarget, direct_target, gateway_target, table, verdict
 
 TARGET_RATIO = 0.97
 PROMPT = "Write a long story about a lighthouse keeper who finds a message in a bottle."
@@ -52,7 +52,7 @@ def _server_seconds(event: dict) -> float:
     return (timings.get("prompt_ms", 0) + timings.get("predicted_ms", 0)) / 1000
 
 
-async def run_once(session: aiohttp.ClientSession, target: Target, data: bytes, stream: bool) -> Run:
+async def run_once(session: aiohttp.ClientSession, target: LoadTarget, data: bytes, stream: bool) -> Run:
     """One request: (completion tokens, wall seconds, server seconds)."""
     started = time.perf_counter()
     async with session.post(target.url, data=data, headers=target.headers) as response:
@@ -72,7 +72,9 @@ async def run_once(session: aiohttp.ClientSession, target: Target, data: bytes, 
     return tokens, time.perf_counter() - started, server
 
 
-async def measure(targets: list[Target], tokens: int, runs: int, stream: bool, budget: float) -> dict[str, list[Run]]:
+async def measure(
+    targets: list[LoadTarget], tokens: int, runs: int, stream: bool, budget: float
+) -> dict[str, list[Run]]:
     """Interleaved runs; stops after the pair that exhausts `budget` seconds (a loaded machine can be very slow)."""
     results: dict[str, list[Run]] = {t.name: [] for t in targets}
     data = body(tokens, stream)

@@ -1,5 +1,5 @@
-"""Who may use the dashboard (active staff, or active users granted `dashboard.view_dashboard`), and what its
-pages may load (this server only)."""
+"""The dashboard's pages: sign-in for whoever may use them (gateway.auth says who), and what they may load (this
+server only)."""
 
 from __future__ import annotations
 
@@ -13,25 +13,13 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
-PERMISSION = "dashboard.view_dashboard"
+from gateway.auth import acan_use_dashboard, can_use_dashboard
 
 # Everything is served from here and no page has inline script: injected markup could run nothing.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
-
-
-def can_view(user: Any) -> bool:
-    if user is None or not user.is_authenticated or not user.is_active:
-        return False
-    return bool(user.is_staff or user.has_perm(PERMISSION))
-
-
-async def acan_view(user: Any) -> bool:
-    if user is None or not user.is_authenticated or not user.is_active:
-        return False
-    return bool(user.is_staff or await user.ahas_perm(PERMISSION))
 
 
 def _denied(request: HttpRequest, user: Any) -> HttpResponse:
@@ -63,7 +51,7 @@ def dashboard_required(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             user = await request.auser()
-            if not await acan_view(user):
+            if not await acan_use_dashboard(user):
                 return _denied(request, user)
             return _protect(await view(request, *args, **kwargs))
 
@@ -71,7 +59,7 @@ def dashboard_required(view: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not can_view(request.user):
+        if not can_use_dashboard(request.user):
             return _denied(request, request.user)
         return _protect(view(request, *args, **kwargs))
 

@@ -14,8 +14,7 @@ from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from dashboard.access import acan_view
-from gateway import relay, requestlog, service
+from gateway import auth, relay, requestlog, service
 from gateway.errors import APIError
 from gateway.node import link, states
 from gateway.outage import COMMAND_TIMEOUT, REDIS_DOWN, RedisOutage
@@ -40,7 +39,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     channel_layer_alias = "none"  # not in CHANNEL_LAYERS: channels gives the consumer no layer
 
     async def connect(self) -> None:
-        if not await acan_view(self.scope.get("user")):
+        if not await auth.acan_use_dashboard(self.scope.get("user")):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         await self.join()
@@ -103,7 +102,7 @@ class ModelsConsumer(DashboardConsumer):
         self.unwatch = []
         await super().connect()
         user = self.scope.get("user")
-        if not await acan_view(user):
+        if not await auth.acan_use_dashboard(user):
             return
         snapshot = await database_sync_to_async(states.snapshot)()
         await self.send_json({"type": "snapshot", **snapshot, "staff": bool(user.is_staff)})

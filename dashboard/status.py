@@ -12,6 +12,7 @@ from django.db.models import Prefetch
 
 from gateway import ggufinfo, routing, upstream
 from gateway.models import Backend, LLMModel
+from monitor.operations.probe import probe
 
 
 def _backend(backend: Backend) -> dict[str, Any]:
@@ -42,10 +43,10 @@ def _unknown(error: str = "") -> dict[str, Any]:
             "chat_template": None, "chat_template_detail": ""}  # fmt: skip
 
 
-async def probe(url: str, api_key: str) -> dict[str, Any]:
+async def _probed(url: str, api_key: str) -> dict[str, Any]:
     """Health and slots; and, at the same time, whether its GGUF has its own chat template (None: unknown)."""
     result, template = await asyncio.gather(
-        upstream.probe(upstream.Target(url, api_key), settings.HEALTH_TIMEOUT), ggufinfo.backend_check(url, api_key)
+        probe(upstream.Target(url, api_key), settings.HEALTH_TIMEOUT), ggufinfo.backend_check(url, api_key)
     )
     busy, idle = result.slots if result.status == "ok" and result.slots else (None, None)
     return {
@@ -72,7 +73,7 @@ async def models_status() -> list[dict[str, Any]]:
     backends = [b for m in models for b in m["backends"]]
     # Probe each URL once, even when several models share a backend.
     urls = {(b["url"], b["api_key"]) for b in backends if b["enabled"] and not b.get("managed")}
-    results = dict(zip(urls, await asyncio.gather(*(probe(url, key) for url, key in urls)), strict=True))
+    results = dict(zip(urls, await asyncio.gather(*(_probed(url, key) for url, key in urls)), strict=True))
     for backend in backends:
         if backend.get("managed"):
             await _managed(backend)

@@ -6,9 +6,10 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from dashboard import openapi, status
+from dashboard import status
 from dashboard.access import dashboard_required
 from gateway.models import LLMModel, ModelKind
+from monitor.operations import openapi
 
 
 @dashboard_required

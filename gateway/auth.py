@@ -1,10 +1,12 @@
-"""API key authentication: for the async API views, and as DRF classes for the staff/read APIs."""
+"""Who may call: API key authentication (for the async API views, and as DRF classes for the staff/read APIs), and
+who may use the dashboard (active staff, or active users granted `dashboard.view_dashboard`)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
@@ -19,6 +21,7 @@ from gateway.dbsync import db_sync
 from gateway.models import APIKey
 
 LAST_USED_EVERY = 60  # seconds; `last_used` is a hint, not worth a write on every request
+DASHBOARD_PERMISSION = "dashboard.view_dashboard"
 
 
 @dataclass
@@ -93,6 +96,18 @@ def authenticate_sync(authorization: str) -> APIKey:
     return key
 
 
+def can_use_dashboard(user: Any) -> bool:
+    if user is None or not user.is_authenticated or not user.is_active:
+        return False
+    return bool(user.is_staff or user.has_perm(DASHBOARD_PERMISSION))
+
+
+async def acan_use_dashboard(user: Any) -> bool:
+    if user is None or not user.is_authenticated or not user.is_active:
+        return False
+    return bool(user.is_staff or await user.ahas_perm(DASHBOARD_PERMISSION))
+
+
 class APIKeyAuthentication(BaseAuthentication):
     """DRF authentication by API key; the key is `request.auth`, the user its owner (or anonymous)."""
 
@@ -121,8 +136,7 @@ class StaffOrKeyScope(BasePermission):
     def has_permission(self, request: Request, view: object) -> bool:
         if isinstance(request.auth, APIKey):
             return bool(getattr(request.auth, f"scope_{self.scope}"))
-        user = request.user
-        return bool(user and user.is_authenticated and (user.is_staff or user.has_perm("dashboard.view_dashboard")))
+        return can_use_dashboard(request.user)
 
 
 class LogsScope(StaffOrKeyScope):

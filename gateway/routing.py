@@ -95,11 +95,6 @@ async def registry() -> dict[str, ModelInfo]:
     return _registry
 
 
-def forget_registry() -> None:
-    global _registry_loaded
-    _registry_loaded = 0.0
-
-
 async def resolve(model_id: object, allowed_ids: frozenset[int]) -> ModelInfo:
     if not isinstance(model_id, str) or not model_id:
         raise errors.invalid("you must provide a model parameter", param="model", code="missing_model")

@@ -6,7 +6,6 @@ import asyncio
 import atexit
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -133,46 +132,9 @@ async def get(target: Target, path: str, timeout: float) -> tuple[int, bytes]:
         raise UpstreamError(f"cannot reach backend: {exc.__class__.__name__} {exc}", 503) from exc
 
 
-def count_slots(raw: bytes) -> tuple[int, int] | None:
-    """(busy, idle) from a llama-server /slots answer, or None when it is not a list of slots."""
-    try:
-        slots = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(slots, list):
-        return None
-    busy = sum(1 for slot in slots if isinstance(slot, dict) and slot.get("is_processing"))
-    return busy, len(slots) - busy
-
-
-@dataclass
-class Probe:
-    """A backend's health: "ok", "loading" (503 while the model loads) or "down"."""
-
-    status: str
-    latency_ms: float | None = None
-    slots: tuple[int, int] | None = None  # (busy, idle); absent when started without --slots
-    error: str = ""
-
-
-async def probe(target: Target, timeout: float) -> Probe:
-    """/health and /slots at once; a /slots failure only leaves the slots unknown."""
-    started = time.perf_counter()
-    health, slots = await asyncio.gather(
-        get(target, "/health", timeout), get(target, "/slots", timeout), return_exceptions=True
-    )
-    if isinstance(health, BaseException):
-        if not isinstance(health, UpstreamError):
-            raise health
-        return Probe("down", error=str(health))
-    status, raw = health
-    result = Probe("ok" if status == 200 else "loading" if status == 503 else "down")
-    result.latency_ms = round((time.perf_counter() - started) * 1000, 1)
-    if status != 200:
-        result.error = _error_from(status, raw).args[0]
-    elif not isinstance(slots, BaseException) and slots[0] == 200:
-        result.slots = count_slots(slots[1])
-    return result
+def answer_message(status: int, raw: bytes) -> str:
+    """What a backend's error answer says (for probes): its `error.message`, else the start of its body."""
+    return _error_from(status, raw).args[0]
 
 
 async def stream(

@@ -1,4 +1,4 @@
-"""URLs of the OpenAI-compatible API and its health endpoints."""
+"""URLs of the OpenAI-compatible API."""
 
 from __future__ import annotations
 
@@ -27,7 +27,4 @@ urlpatterns = [
     path("v1/embeddings", views.embeddings, name="embeddings"),
     path("v1/models", views.models, name="models"),
     path("v1/models/<anytext:model_id>", views.model_detail, name="model-detail"),
-    path("health", views.health, name="health"),
-    path("livez", views.livez, name="livez"),
-    path("readyz", views.readyz, name="readyz"),
 ]

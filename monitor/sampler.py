@@ -14,13 +14,14 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
+from gateway import upstream
 from gateway.models import Backend, ModelState, Supervisor
 from gateway.node.identity import node_name
 from gateway.node.link import address_of, known_key, model_url
 from gateway.outage import RedisOutage
 from monitor.collectors.jetson import JetsonCollector
 from monitor.collectors.linux import LinuxCollector
-from monitor.collectors.llama import LlamaCollector, Target
+from monitor.collectors.llama import LlamaCollector, PolledBackend
 from monitor.collectors.nvidia import NvidiaCollector
 from monitor.collectors.tegrastats import TegrastatsCollector
 from monitor.models import Node, Sample
@@ -90,19 +91,20 @@ def headline(data: dict) -> dict:
     }
 
 
-def enabled_backends() -> list[Target]:
+def enabled_backends() -> list[PolledBackend]:
     """Every enabled external backend, and every managed one that is running (at its node's supervisor's host)."""
     rows = Backend.objects.filter(enabled=True, model__enabled=True, managed=False).values_list(
         "base_url", "model__model_id", "api_key"
     )
-    targets = [Target(url, model, api_key) for url, model, api_key in rows]
+    polled = [PolledBackend(upstream.Target(url.rstrip("/"), api_key), model) for url, model, api_key in rows]
     supervisors = {s.node: address_of(s) for s in Supervisor.objects.all()}
     running = Backend.objects.filter(enabled=True, model__enabled=True, managed=True, runtime__state=ModelState.READY)
     for backend, node, port, model in running.values_list("id", "node", "runtime__port", "model__model_id"):
         if node in supervisors and port:
             # Its key is its supervisor's to give: known once this process is linked to it (monitor.energy).
-            targets.append(Target(model_url(supervisors[node], port), model, known_key(backend)))
-    return targets
+            target = upstream.Target(model_url(supervisors[node], port), known_key(backend))
+            polled.append(PolledBackend(target, model))
+    return polled
 
 
 class Sampler:
@@ -113,7 +115,7 @@ class Sampler:
         name: str | None = None,
         collectors: list[Collector] | None = None,
         llama: LlamaCollector | None = None,
-        backends: Callable[[], list[Target]] = enabled_backends,
+        backends: Callable[[], list[PolledBackend]] = enabled_backends,
         power: PowerSampler | None = None,
     ) -> None:
         self.name = name or node_name()
@@ -138,10 +140,10 @@ class Sampler:
         return data
 
     async def collect(self) -> dict:
-        targets = await sync_to_async(self.backends)()
+        polled = await sync_to_async(self.backends)()
         # The sysfs/psutil reads block: keep them off the loop while the backends are polled.
         system, backends = await asyncio.gather(
-            asyncio.to_thread(self.collect_system), self.llama.collect(targets), return_exceptions=True
+            asyncio.to_thread(self.collect_system), self.llama.collect(polled), return_exceptions=True
         )
         data = system if isinstance(system, dict) else {}
         if isinstance(system, BaseException):

@@ -1,23 +1,18 @@
-"""Read APIs over stored samples: current stats, history for charts, nodes, and Prometheus text."""
+"""Read APIs over stored samples: current stats, history for charts, nodes."""
 
 from __future__ import annotations
 
-import hmac
-
 from django.conf import settings
 from django.db.models import F
-from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway import errors, params
-from gateway.auth import MonitoringScope, bearer_token
+from gateway import params
+from gateway.auth import MonitoringScope
 from gateway.node.identity import node_name
-from monitor import prometheus
 from monitor.models import METRICS, Node, Sample, series
 
 NODE = params.Param("node", "Node name (default: this machine's node, else the one that reported last).")
@@ -77,17 +72,3 @@ class Nodes(MonitorView):
 
     def get(self, request: Request) -> Response:
         return Response({"nodes": [node.to_dict() for node in Node.objects.all()], "metrics": METRICS})
-
-
-def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus text; readable with MONITOR_METRICS_TOKEN as a Bearer token, or by a staff session."""
-    token = settings.MONITOR_METRICS_TOKEN
-    supplied = bearer_token(request.headers.get("Authorization", ""))
-    by_token = bool(token and supplied) and hmac.compare_digest(supplied.encode(), token.encode())
-    if not (by_token or (request.user.is_authenticated and request.user.is_staff)):
-        if not token:
-            return errors.APIError(
-                403, "Set MONITOR_METRICS_TOKEN to let Prometheus read /metrics.", "permission_error"
-            ).response()
-        return errors.unauthorized("Invalid or missing metrics token.").response()
-    return HttpResponse(prometheus.render(), content_type=CONTENT_TYPE_PLAIN_0_0_4)

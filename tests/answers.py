@@ -1,10 +1,10 @@
-"""Real answers checked against the OpenAPI document's schema for them (dashboard/openapi.py), in plain tests."""
+"""Real answers checked against the OpenAPI document's schema for them (monitor/operations/openapi.py), in plain tests."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dashboard import openapi
+from monitor.operations import openapi
 
 
 def answer_schema(path: str, method: str = "get") -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Schemathesis against a live gateway: does the API do what its OpenAPI document (dashboard/openapi.py) says?
+"""Schemathesis against a live gateway: does the API do what its OpenAPI document (monitor/operations/openapi.py) says?
 
 Every check schemathesis has: no 5xx, only documented statuses, content types, headers and response schemas,
 schema-valid requests accepted, schema-violating ones refused, 405 (with Allow) for undocumented methods, and
@@ -92,7 +92,7 @@ def run(base_url: str, api_key: str, workdir: Path, *options: str) -> subprocess
     phases, --max-examples, --max-time) after the fixed ones: the seed, every check, the key."""
     from django.test import override_settings
 
-    from dashboard import openapi
+    from monitor.operations import openapi
 
     document = workdir / "openapi.json"
     with override_settings(**SETTINGS):

@@ -16,15 +16,18 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+LOADING = {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}  # llama-server's, to all
+
 
 @dataclass
 class FakeLlama:
     port: int
     tokens: int = 16
-    # "ok", "error_400", "error_500", "silent" (never answers), "slow_stream" (a second of silence before each of
-    # its chunks), and failures after two chunks of a stream: "midstream_error" (an error event: the backend
-    # failed), "midstream_error_400" (an error event: the request is bad), "midstream_close" (the connection drops),
-    # "midstream_end" (the stream ends cleanly, without its finish reason)
+    # "ok", "error_400", "error_500", "silent" (never answers), "loading" (503 everywhere, as while llama-server loads
+    # its model), "slow_stream" (a second of silence before each of its chunks), and failures after two chunks of a
+    # stream: "midstream_error" (an error event: the backend failed), "midstream_error_400" (an error event: the
+    # request is bad), "midstream_close" (the connection drops), "midstream_end" (the stream ends cleanly, without
+    # its finish reason)
     behaviour: str = "ok"
     received: list[dict] = field(default_factory=list)
     record: bool = True
@@ -45,6 +48,8 @@ class FakeLlama:
         return body
 
     async def _failure(self) -> web.Response | None:
+        if self.behaviour == "loading":
+            return web.json_response(LOADING, status=503)
         if self.behaviour == "error_400":
             error = {
                 "code": 400,
@@ -76,9 +81,13 @@ class FakeLlama:
         return True
 
     async def health(self, request: web.Request) -> web.Response:
+        if self.behaviour == "loading":
+            return web.json_response(LOADING, status=503)
         return web.json_response({"status": "ok"})
 
     async def slots(self, request: web.Request) -> web.Response:
+        if self.behaviour == "loading":
+            return web.json_response(LOADING, status=503)
         return web.json_response([{"id": 0, "is_processing": False}, {"id": 1, "is_processing": False}])
 
     async def chat(self, request: web.Request) -> web.StreamResponse:

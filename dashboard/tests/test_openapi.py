@@ -10,10 +10,10 @@ from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
 from rest_framework import serializers
 
-from dashboard import openapi
 from gateway import schemas
 from gateway.requestlog.tests.helpers import make_row
 from monitor.models import Node
+from monitor.operations import openapi
 from tests.answers import answer_schema, conforms
 
 

@@ -14,6 +14,7 @@ resident size (VmHWM) plus its device buffers.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,7 @@ from pathlib import Path
 from django.conf import settings
 
 from gateway.lifecycle.machine import Cap
-from monitor.collectors.files import meminfo
-from monitor.collectors.nvidia import NvidiaCollector
+from gateway.node.host import meminfo, nvidia_gpus
 
 MIB = 1024 * 1024
 KIB = 1024
@@ -35,7 +35,7 @@ def cap() -> Cap:
     if settings.MODEL_MEMORY_BUDGET_MB:
         return Cap(int(settings.MODEL_MEMORY_BUDGET_MB * MIB), True, "MODEL_MEMORY_BUDGET_MB")
     if not (Path(settings.MONITOR_ETC_ROOT) / "nv_tegra_release").exists():
-        cards = NvidiaCollector().collect().get("gpus") or []
+        cards = nvidia_gpus(shutil.which("nvidia-smi"))
         free = [
             gpu["memory_total"] - gpu["memory_used"]
             for gpu in cards
@@ -132,8 +132,3 @@ def parse_buffers(log_text: str) -> Buffers | None:
         else:
             device += size
     return Buffers(host, device, by_kind, by_buffer) if by_kind else None
-
-
-def process_rss(pid: int) -> int | None:
-    """Kept for the estimate's test: the process's resident size now."""
-    return resident(pid)

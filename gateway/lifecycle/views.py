@@ -10,7 +10,6 @@ from django.http import HttpRequest, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from dashboard.access import acan_view
 from gateway import auth, errors
 from gateway.dbsync import db_sync
 from gateway.models import APIKey, Backend, Supervisor
@@ -34,7 +33,7 @@ async def _refusal(request: HttpRequest, write: bool) -> errors.APIError | None:
         return errors.unauthorized()
     if write and not user.is_staff:
         return errors.APIError(403, "Only staff may load and unload models.", "permission_error")
-    if not write and not (user.is_staff or await acan_view(user)):
+    if not write and not await auth.acan_use_dashboard(user):
         return errors.APIError(403, "You may not see the models.", "permission_error")
     if write:
         failed = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ from gateway.tests.conftest import IDLE_WITHIN, post
 from gateway.tests.test_failover import answered, hi, pair, row_of
 from tests.fake_llama import FakeLlama
 from tests.live import ARTIFACTS
+from tests.llama_server import LlamaServer
 from tests.slots import seconds_until_idle
 
 CHAT = "/v1/chat/completions"
@@ -113,10 +114,10 @@ LONG = {"max_tokens": 8, "ignore_eos": True}
 
 
 @pytest.fixture
-def doomed() -> Iterator[llama.LlamaServer]:
+def doomed() -> Iterator[LlamaServer]:
     """A second real llama-server with the small model, for a test to kill."""
     ARTIFACTS.mkdir(exist_ok=True)
-    server = llama.LlamaServer(port=llama.free_port())
+    server = LlamaServer(port=llama.free_port())
     try:
         server.start(log_file=ARTIFACTS / "llama-doomed.log")
     except llama.LlamaError as exc:
@@ -125,7 +126,7 @@ def doomed() -> Iterator[llama.LlamaServer]:
     server.stop()
 
 
-def kill_while_generating(server: llama.LlamaServer, limit: float = 60) -> None:
+def kill_while_generating(server: LlamaServer, limit: float = 60) -> None:
     """SIGKILL `server` once one of its slots has generated a token: its stream has reached the gateway."""
     deadline = time.monotonic() + limit
     while not any(
@@ -140,7 +141,7 @@ def kill_while_generating(server: llama.LlamaServer, limit: float = 60) -> None:
 
 
 def test_every_whole_answer_is_served_when_a_backend_is_killed_under_load(
-    live_gateway: str, api_key: str, llama_chat: Any, doomed: llama.LlamaServer
+    live_gateway: str, api_key: str, llama_chat: Any, doomed: LlamaServer
 ) -> None:
     seconds_until_idle(llama_chat.url, limit=IDLE_WITHIN)
     register_model("pair", [llama_chat.url, doomed.url], kind="chat")

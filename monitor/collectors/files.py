@@ -29,18 +29,6 @@ def read_float(path: Path) -> float | None:
         return None
 
 
-def meminfo(proc_root: Path) -> dict[str, int]:
-    """/proc/meminfo as bytes by field name."""
-    text = read_text(proc_root / "meminfo") or ""
-    fields: dict[str, int] = {}
-    for line in text.splitlines():
-        name, _, rest = line.partition(":")
-        parts = rest.split()
-        if parts and parts[0].isdigit():
-            fields[name.strip()] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
-    return fields
-
-
 def thermal_zones(sys_root: Path) -> dict[str, float]:
     """°C by zone type from /sys/class/thermal, without offline zones (Jetson reports them as -256 °C)."""
     zones: dict[str, float] = {}

@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from gateway.node.host import meminfo
 from monitor.collectors import files, rails
 
 GPU_DEVFREQ_NAMES = ("gpu", "gv11b", "ga10b", "gp10b", "gm20b")
@@ -32,7 +33,7 @@ class JetsonCollector:
         gpu = {**self.gpu(), **self.emc()}
         if gpu:
             result["gpu"] = gpu
-        nvmap = files.meminfo(self.proc_root).get("NvMapMemUsed")
+        nvmap = meminfo(self.proc_root).get("NvMapMemUsed")
         if nvmap is not None:
             result["memory"] = {"gpu_shared": nvmap}
         readings = self.rails()

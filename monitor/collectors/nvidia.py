@@ -3,34 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import shutil
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
 
-FIELDS = (
-    "index",
-    "name",
-    "utilization.gpu",
-    "memory.used",
-    "memory.total",
-    "temperature.gpu",
-    "power.draw",
-    "clocks.sm",
-    # A hardware counter: mJ since the driver was loaded (Volta and newer; "[N/A]" or "[Not Supported]" elsewhere).
-    "total_energy_consumption",
-)
-MIB = 1024 * 1024
-
-
-def _number(text: str) -> float | None:
-    # nvidia-smi prints "[N/A]" or "[Not Supported]" for what a card cannot measure.
-    try:
-        return float(text)
-    except ValueError:
-        return None
+from gateway.node.host import nvidia_gpus, nvidia_smi, smi_number
 
 
 class NvidiaCollector:
@@ -38,38 +17,7 @@ class NvidiaCollector:
         self.command = command if command is not None else shutil.which("nvidia-smi")
 
     def collect(self) -> dict:
-        if not self.command:
-            return {}
-        try:
-            result = subprocess.run(
-                [self.command, f"--query-gpu={','.join(FIELDS)}", "--format=csv,noheader,nounits"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return {}
-        if result.returncode != 0:
-            return {}
-        gpus = []
-        for row in csv.reader(result.stdout.splitlines(), skipinitialspace=True):
-            if len(row) != len(FIELDS):
-                continue
-            index, name, util, mem_used, mem_total, temp, power, clock, energy = row
-            used, total, watts, mhz = _number(mem_used), _number(mem_total), _number(power), _number(clock)
-            gpus.append(
-                {
-                    "index": int(index),
-                    "name": name,
-                    "percent": _number(util),
-                    "memory_used": int(used * MIB) if used is not None else None,
-                    "memory_total": int(total * MIB) if total is not None else None,
-                    "temperature": _number(temp),
-                    "power_mw": round(watts * 1000, 1) if watts is not None else None,
-                    "mhz": int(mhz) if mhz is not None else None,
-                    "total_energy_mj": _number(energy),
-                }
-            )
+        gpus = nvidia_gpus(self.command)
         if not gpus:
             return {}
         temps = {f"gpu{gpu['index']}": gpu["temperature"] for gpu in gpus if gpu["temperature"] is not None}
@@ -86,20 +34,7 @@ class CounterReading:
 
 def energy_counters(command: str | None) -> list[float | None]:
     """Each GPU's energy counter once (None where the card has none); empty without nvidia-smi."""
-    if not command:
-        return []
-    try:
-        result = subprocess.run(
-            [command, "--query-gpu=total_energy_consumption", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    if result.returncode != 0:
-        return []
-    return [_number(line.strip()) for line in result.stdout.splitlines() if line.strip()]
+    return [smi_number(row[0]) for row in nvidia_smi(command, ("total_energy_consumption",))]
 
 
 class NvidiaEnergyCounter:
@@ -142,7 +77,7 @@ class NvidiaEnergyCounter:
         group: list[float] = []
         at = 0.0
         for line in process.stdout:  # type: ignore[union-attr]
-            value = _number(line.strip())
+            value = smi_number(line.strip())
             if value is None:
                 group = []  # a card stopped reporting: skip this round rather than sum part of it
                 continue

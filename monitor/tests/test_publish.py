@@ -12,11 +12,11 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.test import Client
 
-from gateway import llama
 from gateway.models import Backend, LLMModel
 from monitor.collectors.linux import LinuxCollector
 from monitor.collectors.llama import LlamaCollector
 from monitor.sampler import Sampler, enabled_backends
+from tests.llama_server import LlamaServer
 
 
 def _staff_get(path: str) -> dict:
@@ -33,7 +33,7 @@ def _add_backend(url: str) -> None:
 
 @pytest.mark.django_db(transaction=True)
 async def test_it_publishes_what_system_stats_returns(
-    tmp_path: Path, llama_chat: llama.LlamaServer, thread_connections_closed: None
+    tmp_path: Path, llama_chat: LlamaServer, thread_connections_closed: None
 ) -> None:
     await sync_to_async(_add_backend)(llama_chat.url)
     layer = get_channel_layer()

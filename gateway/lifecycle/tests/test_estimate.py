@@ -11,6 +11,7 @@ import pytest
 from gateway import llama
 from gateway.lifecycle import estimate, memory
 from tests.live import ARTIFACTS
+from tests.llama_server import LlamaServer
 
 MIB = 1024 * 1024
 
@@ -20,12 +21,12 @@ def test_the_estimate_matches_the_small_models_real_buffers(small_gguf: str, ctx
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / f"llama-estimate-{ctx_size}-{parallel}.log"
     log.unlink(missing_ok=True)
-    server = llama.LlamaServer(
+    server = LlamaServer(
         port=llama.free_port(), ctx_size=ctx_size, parallel=parallel, extra_args=["-lv", "4", "--fit", "off"]
     )
     server.start(log_file=log)
     try:
-        rss = memory.process_rss(server.process.pid)  # type: ignore[union-attr]
+        rss = memory.resident(server.process.pid)  # type: ignore[union-attr]
     finally:
         server.stop()
     buffers = memory.parse_buffers(Path(log).read_text(errors="replace"))

@@ -52,7 +52,7 @@ def test_metrics_show_each_models_state_and_memory_and_the_budget(
     assert value(samples, "jetson_model_budget_used_bytes", node=state["node"]) == reserved
     assert value(samples, "jetson_model_supervisor_up", node=state["node"]) == 1
     # The sampler polls the running model's /slots and /metrics like any backend; the stopped one is not polled.
-    assert [t.url for t in enabled_backends()] == [f"http://127.0.0.1:{state['port']}"]
+    assert [polled.target.base_url for polled in enabled_backends()] == [f"http://127.0.0.1:{state['port']}"]
 
 
 @override_settings(MONITOR_METRICS_TOKEN=TOKEN)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from gateway import llama
+from gateway.management.install import installing
 
 
 class Command(BaseCommand):
@@ -12,8 +13,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         try:
-            binary = llama.server_binary(install=True)
-            model = llama.model_path(install=True)
+            binary = installing(llama.server_binary)
+            model = installing(llama.model_path)
         except llama.LlamaError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"llama-server: {binary}")

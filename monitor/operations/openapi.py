@@ -26,26 +26,26 @@ _JSON_TYPES = {str: "string", list: "array", dict: "object", int: "integer", flo
 # --- Request bodies: from the serializers ---------------------------------------------------------------------------
 
 
-def _string_schema(field: serializers.CharField) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "string", "pattern": NO_NUL}
-    minimum = max(field.min_length or 0, 0 if field.allow_blank else 1)
+def _bounded(
+    schema: dict[str, Any], field: serializers.Field, may_be_empty: bool, low: str, high: str
+) -> dict[str, Any]:
+    """`schema` with the field's bounds on its length (`low`, `high`): at least one unless it may be empty."""
+    minimum = max(field.min_length or 0, 0 if may_be_empty else 1)
     if minimum:
-        schema["minLength"] = minimum
+        schema[low] = minimum
     if field.max_length is not None:
-        schema["maxLength"] = field.max_length
+        schema[high] = field.max_length
+    return schema
+
+
+def _string_schema(field: serializers.CharField) -> dict[str, Any]:
     if field.trim_whitespace and not field.allow_blank:
         raise TypeError(f"{field!r}: a trimmed non-blank string has no exact schema; use StrictCharField")
-    return schema
+    return _bounded({"type": "string", "pattern": NO_NUL}, field, field.allow_blank, "minLength", "maxLength")
 
 
 def _list_schema(field: serializers.ListField | serializers.ListSerializer, items: dict[str, Any]) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "array", "items": items}
-    minimum = max(field.min_length or 0, 0 if field.allow_empty else 1)
-    if minimum:
-        schema["minItems"] = minimum
-    if field.max_length is not None:
-        schema["maxItems"] = field.max_length
-    return schema
+    return _bounded({"type": "array", "items": items}, field, field.allow_empty, "minItems", "maxItems")
 
 
 def _type_schema(field: serializers.Field) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""Prometheus text for GET /metrics: each node's admission state and latest sample as gauges, managed models' states,
-and the gateway's request metrics."""
+"""Prometheus text for GET /metrics: each node's admission state and latest sample as gauges, managed models' states
+and memory as their supervisors recorded them, and the gateway's request metrics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from gateway import metrics
-from gateway.lifecycle.prometheus import ManagedModels
+from gateway.node import states
+from gateway.node.snapshot import SHOWN_STATES
 from monitor.admission import HARD, NORMAL, SOFT, STALE
 from monitor.models import Node, Sample
 
@@ -106,9 +107,7 @@ def add_sample(out: Exposition, sample: Sample) -> None:
         )
     for backend in data.get("backends", []):
         labels = {"node": node, "backend": backend.get("url"), "model": backend.get("model")}
-        out.add(
-            "jetson_backend_up", g, "llama-server answered /slots or /metrics.", int(bool(backend.get("ok"))), **labels
-        )
+        out.add("jetson_backend_up", g, "llama-server's /health answered 200.", int(bool(backend.get("ok"))), **labels)
         out.add("jetson_backend_slots_busy", g, "llama-server slots processing.", backend.get("slots_busy"), **labels)
         out.add("jetson_backend_slots_idle", g, "llama-server slots idle.", backend.get("slots_idle"), **labels)
         c = "counter"
@@ -160,6 +159,60 @@ class LatestSamples:
             if latest is not None:
                 add_sample(out, latest)
         yield from out.families.values()
+
+
+class ManagedModels:
+    """A prometheus_client collector of each managed model's state, memory and requests, and each node's budget,
+    read from what the supervisors recorded at each scrape."""
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = states.snapshot()
+        labels = ["node", "model"]
+        state = GaugeMetricFamily(
+            "jetson_model_state",
+            "1 for the managed model's current state (stopped, starting, ready, stopping, failed; unknown while its "
+            "supervisor is gone), 0 for the others.",
+            labels=[*labels, "state"],
+        )
+        estimated = GaugeMetricFamily(
+            "jetson_model_memory_estimated_bytes", "Memory a managed model needs, from its GGUF header.", labels=labels
+        )
+        measured = GaugeMetricFamily(
+            "jetson_model_memory_measured_bytes", "Memory a managed model was seen using (RSS + GPU buffers).",
+            labels=labels,
+        )  # fmt: skip
+        in_flight = GaugeMetricFamily(
+            "jetson_model_requests_in_flight", "Requests a managed model serves.", labels=labels
+        )
+        waiting = GaugeMetricFamily(
+            "jetson_model_requests_waiting", "Requests waiting for a managed model to load.", labels=labels
+        )
+        for model in snapshot["data"]:
+            names = [model["node"], model["id"]]
+            for name in SHOWN_STATES:
+                state.add_metric([*names, name], int(model["state"] == name))
+            for family, value in ((estimated, model["memory"]["estimated_bytes"]),
+                                  (measured, model["memory"]["measured_bytes"]),
+                                  (in_flight, model["in_flight"]), (waiting, model["waiting"])):  # fmt: skip
+                if value is not None:
+                    family.add_metric(names, value)
+        yield from (state, estimated, measured, in_flight, waiting)
+
+        budget = GaugeMetricFamily("jetson_model_budget_bytes", "Memory the node's supervisor may fill with models.",
+                                   labels=["node"])  # fmt: skip
+        used = GaugeMetricFamily(
+            "jetson_model_budget_used_bytes", "Memory the node's running models hold (measured, else estimated).",
+            labels=["node"],
+        )  # fmt: skip
+        up = GaugeMetricFamily(
+            "jetson_model_supervisor_up", "1 when the node's supervisor wrote a heartbeat within 20 s.", labels=["node"]
+        )
+        for node in snapshot["nodes"]:
+            if node["budget"]["total_bytes"] is not None:
+                budget.add_metric([node["node"]], node["budget"]["total_bytes"])
+            used.add_metric([node["node"]], node["budget"]["used_bytes"])
+            up.add_metric([node["node"]], int(node["supervisor"]["alive"]))
+        yield from (budget, used, up)
 
 
 def render() -> bytes:
