@@ -12,9 +12,9 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
 from gateway.models import RequestLog
+from gateway.node.admission import OVERHEATED, POWER_LIMIT
 from gateway.requestlog import usage
 from gateway.requestlog.rows import PUBLIC_FIELDS
-from monitor.admission import OVERHEATED, POWER_LIMIT
 
 
 class StatusClassFilter(admin.SimpleListFilter):
@@ -37,7 +37,7 @@ class ErrorCodeFilter(admin.SimpleListFilter):
 
     title = "error code"
     parameter_name = "error_code"
-    ALWAYS = (OVERHEATED, POWER_LIMIT)  # monitor.admission's refusals
+    ALWAYS = (OVERHEATED, POWER_LIMIT)  # the admission's refusals
     RECENT_ROWS = 10_000
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
