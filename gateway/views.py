@@ -20,8 +20,8 @@ from gateway import auth, errors, limits, requestlog, routing, service, upstream
 from gateway.dbsync import db_sync
 from gateway.models import APIKey
 from gateway.node import link, states
+from gateway.node.models import NodeAdmission
 from gateway.requestlog import RequestRecord
-from monitor.models import Node
 
 logger = logging.getLogger(__name__)
 Handler = Callable[[HttpRequest, APIKey, RequestRecord], Awaitable[dict | AsyncIterator[Any]]]
@@ -255,8 +255,8 @@ def _admission() -> list[dict[str, Any]]:
     """Each sampled node's admission state as its sampler decided it (stale once the sampler is silent), and its
     latest sample (`last_seen`)."""
     return [
-        {"node": node.name, **node.admission(), "last_seen": node.last_seen and node.last_seen.isoformat()}
-        for node in Node.objects.all()
+        {"node": row.node, **row.to_dict(), "last_seen": row.last_seen and row.last_seen.isoformat()}
+        for row in NodeAdmission.objects.all()
     ]
 
 

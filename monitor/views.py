@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from gateway import errors, params
 from gateway.auth import MonitoringScope, bearer_token
 from gateway.node.identity import node_name
+from gateway.node.models import NodeAdmission
 from monitor import prometheus
 from monitor.models import METRICS, Node, Sample, series
 
@@ -76,7 +77,9 @@ class Nodes(MonitorView):
     parameters = ()
 
     def get(self, request: Request) -> Response:
-        return Response({"nodes": [node.to_dict() for node in Node.objects.all()], "metrics": METRICS})
+        admissions = NodeAdmission.objects.in_bulk(field_name="node")
+        nodes = [node.to_dict(admissions.get(node.name)) for node in Node.objects.all()]
+        return Response({"nodes": nodes, "metrics": METRICS})
 
 
 def metrics(request: HttpRequest) -> HttpResponse:

@@ -1,4 +1,5 @@
-"""Django admin for request logs: a read-only list with filters, search, date hierarchy and CSV export."""
+"""Django admin for request logs: a read-only list with filters, search, date hierarchy and CSV export; and the
+energy facts the nodes' samplers wrote."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
-from gateway.models import RequestLog
 from gateway.node.admission import OVERHEATED, POWER_LIMIT
+from gateway.node.models import EnergyFact
 from gateway.requestlog import usage
+from gateway.requestlog.models import RequestLog
 from gateway.requestlog.rows import PUBLIC_FIELDS
 
 
@@ -94,12 +96,16 @@ class RequestLogAdmin(admin.ModelAdmin):
             return None
         return (row.prompt_tokens or 0) + (row.completion_tokens or 0)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RequestLog]:
+        # Each row's energy facts, looked up in the list's own query (and the CSV export's).
+        return super().get_queryset(request).with_energy()  # type: ignore[attr-defined]
+
     @admin.display(description="energy (J)", ordering="energy_mj")
     def energy_j(self, row: RequestLog) -> float | None:
-        return None if row.energy_mj is None else round(row.energy_mj / 1000, 3)
+        return None if row.energy_mj is None else round(row.energy_mj / 1000, 3)  # type: ignore[attr-defined]
 
     def get_readonly_fields(self, request: HttpRequest, obj: RequestLog | None = None) -> list[str]:
-        return [f.name for f in RequestLog._meta.fields]
+        return [*(f.name for f in RequestLog._meta.fields), "energy_j"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -116,3 +122,20 @@ class RequestLogAdmin(admin.ModelAdmin):
         moments = list(queryset.values_list("created", flat=True))
         super().delete_queryset(request, queryset)
         usage.forget(moments)
+
+
+@admin.register(EnergyFact)
+class EnergyFactAdmin(admin.ModelAdmin):
+    """Read-only: each lease's energy as its node's sampler wrote it, and how much of the lease its readings measured."""
+
+    list_display = ("start", "request_id", "lease", "node", "model", "gross_mj", "net_mj", "seconds",
+                    "measured_seconds", "source")  # fmt: skip
+    list_filter = ("node", "model")
+    search_fields = ("request_id", "lease")
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: EnergyFact | None = None) -> bool:
+        return False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
 from typing import TYPE_CHECKING, Any
@@ -12,7 +11,8 @@ from django.conf import settings
 if TYPE_CHECKING:
     from gateway.requestlog.record import RequestRecord
 
-# Fields of a row that the logs API, the live tail and CSV exports show.
+# Fields of a row that the logs API, the live tail and CSV exports show; energy_mj and energy_net_mj are its energy
+# facts' (RequestLog.objects.with_energy()).
 PUBLIC_FIELDS = (
     "id",
     "request_id",
@@ -117,8 +117,8 @@ def to_row(record: RequestRecord) -> Any:
 
 
 def entry(row: Any) -> dict[str, Any]:
-    """The public fields of a RequestLog (instance or `.values()` dict), JSON-ready."""
-    get = row.get if isinstance(row, dict) else functools.partial(getattr, row)
-    data = {name: get(name) for name in PUBLIC_FIELDS}
+    """The public fields of a RequestLog (instance or `.values()` dict), JSON-ready. A row just written, as the live
+    tail shows it, has no energy: its facts are joined when rows are read."""
+    data = {name: row.get(name) if isinstance(row, dict) else getattr(row, name, None) for name in PUBLIC_FIELDS}
     data["created"] = data["created"].isoformat().replace("+00:00", "Z")
     return data

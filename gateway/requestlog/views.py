@@ -21,8 +21,9 @@ from rest_framework.views import APIView
 
 from gateway import errors, params
 from gateway.auth import LogsScope
-from gateway.models import APIKey, RequestLog
+from gateway.models import APIKey
 from gateway.requestlog import retention, usage
+from gateway.requestlog.models import RequestLog
 from gateway.requestlog.rows import PUBLIC_FIELDS, entry
 
 MAX_USAGE_BUCKETS = {"hour": 24 * 31, "day": 400}
@@ -104,7 +105,7 @@ class LogList(LogsAPIView, ListAPIView):
     parameters = (*LOG_FILTERS, LIMIT, CURSOR)
 
     def get_queryset(self) -> QuerySet[RequestLog]:
-        return filter_logs(self.request, RequestLog.objects.values(*PUBLIC_FIELDS))
+        return filter_logs(self.request, RequestLog.objects.with_energy().values(*PUBLIC_FIELDS))
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         page = self.paginate_queryset(self.get_queryset())
