@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.db import models
-from django.db.models import FloatField, OuterRef, Subquery, Sum
+from django.db.models import Exists, F, FloatField, Func, OuterRef, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from gateway.node.models import EnergyFact
 
 
+def facts_of_request() -> QuerySet[EnergyFact]:
+    """The energy facts of the outer row's request: usually one, one per lease when a request held a model twice."""
+    return EnergyFact.objects.filter(request_id=OuterRef("request_id")).order_by()
+
+
 def energy_of_request(figure: str) -> Subquery:
-    """The sum of a figure (gross_mj or net_mj) over the energy facts of the outer row's request: usually one, one per
-    lease when a request held a model twice; None when its node's sampler measured none (yet)."""
-    facts = EnergyFact.objects.filter(request_id=OuterRef("request_id")).order_by().values("request_id")
-    return Subquery(facts.annotate(total=Sum(figure)).values("total"), output_field=FloatField())
+    """The sum of a figure (gross_mj or net_mj) over the outer row's facts; None when its node's sampler measured
+    none (yet)."""
+    # SUM without GROUP BY: one row, NULL when there is no fact.
+    total = Func(F(figure), function="SUM", output_field=FloatField())
+    return Subquery(facts_of_request().annotate(total=total).values("total"), output_field=FloatField())
+
+
+def measured() -> Exists:
+    """Whether the outer row's request has an energy fact."""
+    return Exists(facts_of_request())
+
+
+def energy_by_request(request_ids: Iterable[str]) -> dict[str, dict[str, float | None]]:
+    """Each request's `energy_mj` and `energy_net_mj`, in one query: for a page of rows read without them."""
+    facts = EnergyFact.objects.filter(request_id__in=set(request_ids)).order_by().values("request_id")
+    totals = facts.annotate(energy_mj=Sum("gross_mj"), energy_net_mj=Sum("net_mj"))
+    return {total.pop("request_id"): total for total in totals}
 
 
 class RequestLogQuerySet(models.QuerySet["RequestLog"]):

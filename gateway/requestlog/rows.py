@@ -11,8 +11,9 @@ from django.conf import settings
 if TYPE_CHECKING:
     from gateway.requestlog.record import RequestRecord
 
-# Fields of a row that the logs API, the live tail and CSV exports show; energy_mj and energy_net_mj are its energy
-# facts' (RequestLog.objects.with_energy()).
+# Fields of a row that the logs API, the live tail and CSV exports show; the energy ones are its request's energy facts
+# (gateway.requestlog.models), the others its columns.
+ENERGY_FIELDS = ("energy_mj", "energy_net_mj")
 PUBLIC_FIELDS = (
     "id",
     "request_id",
@@ -43,6 +44,7 @@ PUBLIC_FIELDS = (
     "prompt_preview",
     "completion_preview",
 )
+COLUMNS = tuple(name for name in PUBLIC_FIELDS if name not in ENERGY_FIELDS)
 
 
 _SECRET_PATTERNS = [

@@ -17,7 +17,7 @@ from django.db.models.functions import Trunc
 from django.utils import timezone
 
 from gateway.models import APIKey, UsageBucket
-from gateway.requestlog.models import RequestLog
+from gateway.requestlog.models import RequestLog, measured
 
 GROUPS = ("hour", "day")
 BY = ("model", "key")
@@ -198,7 +198,7 @@ def compute(since: datetime, until: datetime, group: str, by: str, with_p95: boo
     aggregates: dict[str, Any] = {
         # The node's sampler writes a request's energy once the request has ended; rows without any count for none.
         "measured_mj": Sum("energy_mj"),
-        "measured_tokens": Sum("completion_tokens", filter=Q(energy_mj__isnull=False)),
+        "measured_tokens": Sum("completion_tokens", filter=Q(measured())),
         "requests": Count("id"),
         "errors": Count("id", filter=Q(status__gte=400)),
         "prompt_tokens": Sum("prompt_tokens"),
