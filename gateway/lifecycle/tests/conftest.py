@@ -168,7 +168,7 @@ class RunningSampler:
 @pytest.fixture
 def sampler_factory(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., RunningSampler]]:
     """Start the node's sampler over a fake tree with settings of the test's choice; stopped (SIGTERM) before the
-    test database is flushed, since it writes energy into log rows."""
+    test database is flushed, since it writes energy facts and its node's admission row."""
     started: list[RunningSampler] = []
 
     def start(**settings: object) -> RunningSampler:
