@@ -15,7 +15,7 @@ from django.utils import timezone
 from gateway.node.admission import OVERHEATED, POWER_LIMIT
 from gateway.node.models import EnergyFact
 from gateway.requestlog import usage
-from gateway.requestlog.models import RequestLog
+from gateway.requestlog.models import RequestLog, measured
 from gateway.requestlog.rows import PUBLIC_FIELDS
 
 
@@ -51,6 +51,21 @@ class ErrorCodeFilter(admin.SimpleListFilter):
         return queryset.filter(error_code=self.value()) if self.value() else queryset
 
 
+class MeasuredFilter(admin.SimpleListFilter):
+    """Whether a row's request has an energy fact (its node's sampler measured it)."""
+
+    title = "energy"
+    parameter_name = "measured"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "measured"), ("no", "not measured")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[RequestLog]) -> QuerySet[RequestLog]:
+        if self.value() in {"yes", "no"}:
+            return queryset.filter(measured()) if self.value() == "yes" else queryset.exclude(measured())
+        return queryset
+
+
 class _Echo:
     def write(self, value: str) -> str:
         return value
@@ -81,8 +96,8 @@ def export_csv(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Que
 class RequestLogAdmin(admin.ModelAdmin):
     list_display = ("created", "endpoint", "status", "model_used", "key_name", "latency_ms", "total_tokens",
                     "energy_j", "client_ip", "stream", "client_gone")  # fmt: skip
-    list_filter = (StatusClassFilter, "status", ErrorCodeFilter, "model_used", "api_key", "endpoint", "stream",
-                   "created")  # fmt: skip
+    list_filter = (StatusClassFilter, "status", ErrorCodeFilter, MeasuredFilter, "model_used", "api_key", "endpoint",
+                   "stream", "created")  # fmt: skip
     search_fields = ("request_id", "model_requested", "model_used", "key_name", "error_message", "client_ip")
     date_hierarchy = "created"
     list_select_related = False
