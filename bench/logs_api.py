@@ -41,7 +41,8 @@ def setup_django() -> None:
 
 
 def generate(rows: int, path: Path = DB) -> None:
-    """Bulk-insert `rows` request-log rows into the SQLite database at `path` (Django's configured database)."""
+    """Bulk-insert `rows` request-log rows, and the energy facts of those measured, into the SQLite database at `path`
+    (Django's configured database)."""
     from django.core.management import call_command
 
     from gateway.models import APIKey
@@ -52,7 +53,8 @@ def generate(rows: int, path: Path = DB) -> None:
     db.execute("PRAGMA synchronous=OFF")
     # Loading without the indexes and building them afterwards is several times faster.
     indexes = db.execute(
-        "SELECT name, sql FROM sqlite_master WHERE type='index' AND tbl_name='gateway_requestlog' AND sql IS NOT NULL"
+        "SELECT name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL "
+        "AND tbl_name IN ('gateway_requestlog', 'gateway_energyfact')"
     ).fetchall()
     for name, _ in indexes:
         db.execute(f'DROP INDEX "{name}"')
@@ -63,9 +65,14 @@ def generate(rows: int, path: Path = DB) -> None:
     columns = (
         "request_id, created, api_key_id, key_name, endpoint, method, model_requested, model_used, backend, status, "
         "error_type, error_message, stream, latency_ms, ttft_ms, prompt_tokens, completion_tokens, tokens_per_second, "
-        "client_ip, user_agent, client_gone, prompt_preview, completion_preview, error_code, energy_mj, energy_net_mj"
+        "client_ip, user_agent, client_gone, prompt_preview, completion_preview, error_code"
     )
-    sql = f"INSERT INTO gateway_requestlog ({columns}) VALUES ({', '.join('?' * 26)})"
+    sql = f"INSERT INTO gateway_requestlog ({columns}) VALUES ({', '.join('?' * 24)})"
+    fact_columns = (
+        'lease, request_id, node, model, gross_mj, net_mj, source, start, "end", seconds, measured_seconds, written'
+    )
+    fact_sql = f"INSERT INTO gateway_energyfact ({fact_columns}) VALUES ({', '.join('?' * 12)})"
+    facts: list[tuple] = []
 
     def row(n: int) -> tuple:
         created = start + timedelta(seconds=n * step)
@@ -78,6 +85,10 @@ def generate(rows: int, path: Path = DB) -> None:
         prompt, completion = rng.randint(10, 2000), rng.randint(1, 800) if status == 200 else 0
         # Served requests of two models in three have an energy (the others' nodes have no power sensor).
         energy = latency * rng.uniform(4, 12) if used and status == 200 and MODELS.index(model) % 3 else None
+        if energy is not None:
+            at = created.strftime("%Y-%m-%d %H:%M:%S.%f")
+            facts.append((f"{n:032x}.1", f"{n:032x}", "orin-1", model, energy, energy * 0.6, "VDD_IN", at, at,
+                          latency / 1000, latency / 1000, at))  # fmt: skip
         return (
             f"{n:032x}", created.strftime("%Y-%m-%d %H:%M:%S.%f"), key.id if status != 401 else None,
             key.name if status != 401 else "", "/v1/embeddings" if model == "qwen3-embed" else "/v1/chat/completions",
@@ -85,12 +96,14 @@ def generate(rows: int, path: Path = DB) -> None:
             "" if status == 200 else "rate_limit_error", "" if status == 200 else "Too many requests.",
             int(rng.random() < 0.5), latency, latency / 5, prompt, completion, completion / (latency / 1000 + 1e-9),
             f"192.168.1.{rng.randint(2, 250)}", "openai-python/1.54.0", int(rng.random() < 0.01), "", "",
-            "" if status == 200 else "rate_limit_exceeded", energy, energy and energy * 0.6,
+            "" if status == 200 else "rate_limit_exceeded",
         )  # fmt: skip
 
     began = time.perf_counter()
     for first in range(0, rows, 50_000):
         db.executemany(sql, (row(n) for n in range(first, min(first + 50_000, rows))))
+        db.executemany(fact_sql, facts)
+        facts.clear()
     for _, index_sql in indexes:
         db.execute(index_sql)
     db.execute("ANALYZE")

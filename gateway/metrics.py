@@ -125,7 +125,7 @@ def observe(record: RequestRecord) -> None:
 
 def count_energy(model: str, joules: float | None) -> None:
     """Add a request's energy to its model's counter; called by the node's sampler (monitor.energy) as it writes the
-    energy into the request's row.
+    request's energy fact.
 
     The sampler counts in its own directory: `manage.py monitor` moves there as it starts (`use_sampler_directory`),
     and so does the first call here, so that no caller can forget it and a gateway start never clears files the

@@ -1,4 +1,5 @@
-"""The model registry (models and their llama-server backends), API keys and request logs."""
+"""The model registry (models and their llama-server backends), API keys, limits and usage; the request log's model
+(gateway.requestlog.models) and the facts a node's sampler measures (gateway.node.models) are registered here too."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from django.utils import timezone
 from gateway import crypto
 from gateway.lifecycle import flags
 from gateway.node.identity import node_name
+from gateway.node.models import EnergyFact, NodeAdmission  # noqa: F401 (registered here, under the gateway app)
+from gateway.requestlog.models import RequestLog  # noqa: F401 (registered here; imported from here as before)
 
 
 class ModelKind(models.TextChoices):
@@ -273,63 +276,6 @@ class APIKey(models.Model):
 
     def is_usable(self) -> bool:
         return not self.revoked and (self.expires_at is None or self.expires_at > timezone.now())
-
-
-class RequestLog(models.Model):
-    """One API request, whatever its outcome; written in batches off the request path (gateway.requestlog.writer)."""
-
-    request_id = models.CharField(max_length=32, db_index=True)
-    created = models.DateTimeField(default=timezone.now)
-    api_key = models.ForeignKey(APIKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    key_name = models.CharField(max_length=100, blank=True)
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    endpoint = models.CharField(max_length=100)
-    method = models.CharField(max_length=10, default="POST")
-    model_requested = models.CharField(max_length=200, blank=True)
-    model_used = models.CharField(max_length=200, blank=True)
-    backend = models.CharField(max_length=300, blank=True)
-    status = models.PositiveSmallIntegerField()
-    error_type = models.CharField(max_length=100, blank=True)
-    error_code = models.CharField(max_length=100, blank=True, help_text="The error's code, e.g. device_overheated.")
-    error_message = models.TextField(blank=True)
-    stream = models.BooleanField(default=False)
-    latency_ms = models.FloatField(null=True, blank=True)
-    ttft_ms = models.FloatField("time to first token (ms)", null=True, blank=True)
-    cold_start_ms = models.FloatField(
-        "cold start (ms)", null=True, blank=True, help_text="Time spent waiting for the model to be loaded."
-    )
-    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
-    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
-    tokens_per_second = models.FloatField(null=True, blank=True)
-    # Filled in by the sampler of the backend's node once the request has ended (monitor.energy); empty where the
-    # node has no power sensor or the backend is not one its supervisor runs.
-    energy_mj = models.FloatField(
-        "energy (mJ)", null=True, blank=True, help_text="The node's energy over the request, shared with the others."
-    )
-    energy_net_mj = models.FloatField(
-        "net energy (mJ)", null=True, blank=True, help_text="energy_mj less the node's idle power over the request."
-    )
-    client_ip = models.GenericIPAddressField(null=True, blank=True)
-    user_agent = models.CharField(max_length=300, blank=True)
-    client_gone = models.BooleanField(default=False, help_text="The client went away before the answer ended.")
-    prompt_preview = models.TextField(blank=True)
-    completion_preview = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["-created", "-id"]
-        indexes = [
-            models.Index(fields=["created"]),
-            models.Index(fields=["model_used", "created"]),
-            models.Index(fields=["model_requested", "created"]),
-            models.Index(fields=["api_key", "created"]),
-            models.Index(fields=["status", "created"]),
-            models.Index(fields=["endpoint", "created"]),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.created:%Y-%m-%d %H:%M:%S} {self.endpoint} {self.status}"
 
 
 class RateWindow(models.Model):

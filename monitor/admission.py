@@ -1,9 +1,10 @@
 """Admission by heat and power: whether the node takes new generation requests (normal), queues them one at a time
 per model (soft), or refuses them (hard), decided from the hottest thermal zone and the board's power.
 
-The sampler decides; the node's supervisor applies it (gateway.lifecycle.supervisor.Admission) and the node row
-shows it. Both limits have hysteresis: a zone must cool ADMISSION_RECOVER_C below a limit to leave its zone, and the
-power must stay under its limit for as many readings as it took to go over it. Both fail open: a part whose readings
+The sampler decides; the node's supervisor applies it (gateway.lifecycle) and the node's admission row shows it
+(gateway.node.models.NodeAdmission); the state names, the codes and the decision told live below both apps, in
+gateway.node.admission. Both limits have hysteresis: a zone must cool ADMISSION_RECOVER_C below a limit to leave its
+zone, and the power must stay under its limit for as many readings as it took to go over it. Both fail open: a part whose readings
 stop (thermal zones that no longer read, a power sensor that no longer answers) for ADMISSION_STALE_SECONDS is back
 to normal until they return, so that a broken sensor on a hot board does not refuse every request for good.
 """
@@ -20,20 +21,25 @@ from pathlib import Path
 
 from django.conf import settings
 
+from gateway.node.admission import (
+    HARD,
+    HOT,
+    NORMAL,
+    OVERHEATED,
+    POWER_LIMIT,
+    RETRY_AFTER_HEAT,
+    RETRY_AFTER_POWER,
+    SOFT,
+    STALE,  # noqa: F401 (for readers that import the names from here)
+    Decision,
+)
 from monitor.collectors import files
 
 log = logging.getLogger(__name__)
 
-NORMAL, SOFT, HARD = "normal", "soft", "hard"
-# Not a decision: how readers (/health, /api/nodes, the dashboard, Prometheus) show a soft or hard node whose sampler
-# is silent, and which its supervisor no longer applies.
-STALE = "stale"
-OVERHEATED, POWER_LIMIT = "device_overheated", "power_limit"  # the error codes of a hard refusal
 POWER_READINGS = 3  # consecutive readings over the power limit that make it hard (and under it that end it)
 # Without limits of its own or trip points of the board: a Jetson throttles near 99 °C, plain PCs near 90-100 °C.
 FALLBACK_SOFT_C, FALLBACK_HARD_C = 80.0, 90.0
-RETRY_AFTER_HEAT = 30.0  # seconds a refused client is told to wait: a board cools slowly
-RETRY_AFTER_POWER = 5.0
 
 
 @dataclass(frozen=True)
@@ -78,29 +84,6 @@ def limits_from_trip_points(sys_root: Path) -> tuple[float, float, str]:
     if shutdown:
         return min(shutdown) - 20, min(shutdown) - 10, f"critical trip point {min(shutdown):g} °C"
     return FALLBACK_SOFT_C, FALLBACK_HARD_C, "fallback (no trip points)"
-
-
-@dataclass(frozen=True)
-class Decision:
-    state: str = NORMAL
-    code: str = ""  # device_overheated or power_limit, for refusals
-    reason: str = ""
-    retry_after: float = RETRY_AFTER_HEAT
-
-    def message(self) -> dict:
-        return {"op": "admission", "state": self.state, "code": self.code, "reason": self.reason,
-                "retry_after": self.retry_after}  # fmt: skip
-
-    @classmethod
-    def of(cls, message: dict) -> Decision:
-        """The decision a supervisor is told (`message`'s inverse); a state it does not know reads as normal."""
-        state = message.get("state")
-        return cls(
-            state if state in (NORMAL, SOFT, HARD) else NORMAL,
-            str(message.get("code") or ""),
-            str(message.get("reason") or ""),
-            float(message.get("retry_after") or RETRY_AFTER_HEAT),
-        )
 
 
 class Readings:
@@ -215,7 +198,7 @@ class Admission:
         elif self.power_hard:
             decision = Decision(HARD, POWER_LIMIT, self.power_reason, RETRY_AFTER_POWER)
         elif self.heat == SOFT:
-            decision = Decision(SOFT, "device_hot", self.heat_reason, RETRY_AFTER_HEAT)
+            decision = Decision(SOFT, HOT, self.heat_reason, RETRY_AFTER_HEAT)
         else:
             stale = [readings.reason for readings in (self.temperature_readings, self.power_readings) if readings.stale]
             decision = Decision(reason="; ".join(stale))

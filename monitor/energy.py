@@ -1,9 +1,11 @@
 """The sampler's link to its node's supervisor: energy per request in, admission out.
 
-The supervisor tells the sampler every change in the number of generation requests in flight on the node (the power
-sampler's fair shares need it at the exact time) and the start and end of every lease that ended; the sampler then
-writes that lease's share of the board's energy into its request's log row (`energy_mj`, `energy_net_mj`). The
-request path records nothing for it. The other way, the sampler tells the supervisor its admission decision.
+The supervisor tells the sampler every change in the leases in flight on the node (the power sampler's fair shares
+need the generation requests at their exact time; its idle power needs to know when nothing at all runs) and the
+start and end of every generation lease that ended; as soon as the power readings cover a lease, the sampler writes
+its share of the board's energy as an EnergyFact of its own, keyed by the lease and its request id. The request path
+records nothing for it, and no request-log row is waited for or updated. The other way, the sampler tells the
+supervisor its admission decision, and keeps the node's admission row.
 """
 
 from __future__ import annotations
@@ -12,34 +14,37 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError
-from django.db.models import F, Value
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from gateway import metrics
-from gateway.models import RequestLog, Supervisor
+from gateway.models import EnergyFact, NodeAdmission, RequestLog, Supervisor
+from gateway.node.admission import Decision
 from gateway.node.link import SupervisorConnection, address_of
 from gateway.requestlog import usage
-from monitor.admission import Decision
-from monitor.models import Node
-from monitor.power import PowerSampler
+from monitor.power import PowerSampler, Share
 
 log = logging.getLogger(__name__)
 
-ROW_WAIT_SECONDS = 120.0  # how long an ended lease waits for its request's row (the gateway writes rows in batches)
+UNWRITTEN_MAX = 10_000  # facts kept while the database refuses them
 
 
-@dataclass
+@dataclass(frozen=True)
 class EndedLease:
-    request_id: str
+    lease: str  # <request id>.<n>, as the gateway named it
     model: str
-    start_wall: float
-    end_wall: float
-    share: tuple[float, float | None] | None = None  # (gross mJ, net mJ) once the power samples cover it
+
+    @property
+    def request_id(self) -> str:
+        return self.lease.rsplit(".", 1)[0]
+
+
+def wall(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 class NodeLink:
@@ -51,7 +56,7 @@ class NodeLink:
         self.power = power if power is not None and power.available else None
         self.connection: SupervisorConnection | None = None
         self.unwatch: Callable[[], None] | None = None
-        self.ended: list[EndedLease] = []
+        self.unwritten: list[EnergyFact] = []
         self.decision = Decision()
         self.unstored: Decision | None = None
 
@@ -80,15 +85,15 @@ class NodeLink:
                 self.connection.send({"op": "subscribe_energy"})
             self.connection.send(self.decision.message())
         elif op == "disconnected" and self.power is not None:
-            self.power.set_in_flight(0)  # the supervisor's leases ended with it
+            self.power.forget_leases()  # the supervisor's leases ended with it
         elif op == "in_flight" and self.power is not None:
-            self.power.set_in_flight(int(message["n"]), float(message["at"]))
+            # `busy` counts every lease and model load: a supervisor that does not say counts the generation ones.
+            n = int(message["n"])
+            self.power.set_in_flight(n, float(message["at"]), int(message.get("busy", n)))
         elif op == "lease_ended" and self.power is not None:
-            offset = time.time() - time.monotonic()  # one host, one monotonic clock
-            request_id = str(message["lease"]).rsplit(".", 1)[0]  # leases are named <request id>.<n>
-            self.ended.append(
-                EndedLease(request_id, str(message["model"]), message["start"] + offset, message["end"] + offset)
-            )
+            # Its times are the supervisor's time.monotonic(), which this process shares (one host).
+            ended = EndedLease(str(message["lease"]), str(message["model"]))
+            self.power.lease_ended(ended, float(message["start"]), float(message["end"]))
 
     def decided(self, decision: Decision) -> None:
         """A new admission decision: to the supervisor at once; onto the node's row at the next `store_decision`."""
@@ -102,59 +107,55 @@ class NodeLink:
             self.connection.send(self.decision.message())
 
     async def store_decision(self) -> None:
-        """The newest decision onto the node's row, where /health, the dashboard and Prometheus read it."""
+        """The newest decision onto the node's admission row, where /health, the dashboard and Prometheus read it."""
         decision, self.unstored = self.unstored, None
         if decision is not None:
             try:
-                await sync_to_async(self._store_decision)(decision)
+                await sync_to_async(NodeAdmission.objects.decided)(
+                    self.node, decision.state, decision.reason, timezone.now()
+                )
             except DatabaseError:
                 self.unstored = self.unstored or decision
                 log.exception("admission state not stored")
 
-    def _store_decision(self, decision: Decision) -> None:
-        Node.objects.update_or_create(
-            name=self.node,
-            defaults={
-                "admission_state": decision.state,
-                "admission_reason": decision.reason,
-                "admission_since": timezone.now(),
-            },
-        )
-
     async def settle(self) -> None:
-        """Write the energy of every ended lease whose end the power samples cover, once its row exists."""
-        if self.power is None or not self.ended:
+        """Write the energy of every ended lease the power readings now cover (or have stalled on: then as far as
+        they went); facts the database refused are written at the next call."""
+        if self.power is None:
             return
-        now = time.time()
-        for lease in self.ended:
-            if lease.share is None:
-                lease.share = self.power.energy_between(lease.start_wall, lease.end_wall)
-        ready = [lease for lease in self.ended if lease.share is not None]
-        written = await sync_to_async(self._write)(ready) if ready else set()
-        # Kept: leases not sampled yet, and those whose row has not arrived; given up after ROW_WAIT_SECONDS.
-        self.ended = [
-            lease for lease in self.ended if id(lease) not in written and now - lease.end_wall < ROW_WAIT_SECONDS
-        ]
+        for lease, share in self.power.settled():
+            if share is None:
+                log.warning("no power reading covers lease %s: its energy is unknown", lease.lease)
+            else:
+                self.unwritten.append(self.fact(lease, share))
+        if len(self.unwritten) > UNWRITTEN_MAX:
+            log.warning("database unavailable: %d energy facts dropped", len(self.unwritten) - UNWRITTEN_MAX)
+            del self.unwritten[:-UNWRITTEN_MAX]
+        if self.unwritten:
+            await sync_to_async(self.write)()
 
-    def _write(self, leases: list[EndedLease]) -> set[int]:
-        written = set()
-        for lease in leases:
-            gross, net = lease.share  # type: ignore[misc]
-            net_value = Coalesce(F("energy_net_mj"), Value(0.0)) + net if net is not None else F("energy_net_mj")
-            # Added, not set: a request that was granted twice (its first grant refused) has two leases.
-            updated = RequestLog.objects.filter(request_id=lease.request_id).update(
-                energy_mj=Coalesce(F("energy_mj"), Value(0.0)) + gross, energy_net_mj=net_value
-            )
-            if updated:
-                written.add(id(lease))
-                metrics.count_energy(lease.model, gross / 1000)
-        # A long request's row may sit in an hour whose usage is stored already: have that hour computed again.
-        horizon = timezone.now() - usage.GRACE
-        ids = [lease.request_id for lease in leases if id(lease) in written]
-        late = set(RequestLog.objects.filter(request_id__in=ids, created__lt=horizon).values_list("created", flat=True))
-        if late:
-            usage.forget(late)
-        return written
+    def fact(self, lease: EndedLease, share: Share) -> EnergyFact:
+        """The lease's fact. The share was computed on the monotonic clock; only the span shown is turned into
+        wall-clock time, here, with the clocks' offset of this moment."""
+        offset = time.time() - time.monotonic()
+        return EnergyFact(
+            lease=lease.lease[:64], request_id=lease.request_id[:32], node=self.node, model=lease.model[:200],
+            gross_mj=share.gross_mj, net_mj=share.net_mj, source=self.power.source.name[:200],  # type: ignore[union-attr]
+            start=wall(share.start + offset), end=wall(share.end + offset), seconds=share.seconds,
+            measured_seconds=share.measured_seconds,
+        )  # fmt: skip
+
+    def write(self) -> None:
+        """Write the facts waiting (then counted in Prometheus, and in usage when they arrived late)."""
+        facts = self.unwritten
+        # Once per lease: a fact already there (written before a failure that hid it) is left as it is.
+        EnergyFact.objects.bulk_create(facts, ignore_conflicts=True)
+        self.unwritten = []
+        for fact in facts:
+            metrics.count_energy(fact.model, fact.gross_mj / 1000)
+        # A long request's energy may reach an hour whose usage is stored already.
+        rows = RequestLog.objects.filter(request_id__in={fact.request_id for fact in facts})
+        usage.arrived(rows.values_list("created", flat=True))
 
     async def close(self) -> None:
         if self.unwatch is not None:

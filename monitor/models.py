@@ -1,16 +1,16 @@
-"""Stored metrics: the machines sampled (Node), one row per sample (Sample), per-minute rollups (Rollup), idle power."""
+"""Stored metrics: the machines sampled (Node), one row per sample (Sample), per-minute rollups (Rollup), idle power.
+A node's admission state is a row of its own below both apps (gateway.node.models.NodeAdmission)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Avg, Count, Max
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from monitor.admission import HARD, SOFT, STALE
+from gateway.node.models import NodeAdmission
 
 # The headline figures: a typed column on Sample, an average and a maximum on Rollup, a series in the history API.
 METRICS: dict[str, str] = {
@@ -37,10 +37,6 @@ class Node(models.Model):
     power_mode = models.CharField(max_length=100, blank=True)
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(null=True, blank=True)
-    # Admission by heat and power (monitor.admission), as the node's sampler last decided it.
-    admission_state = models.CharField(max_length=10, default="normal")
-    admission_reason = models.CharField(max_length=300, blank=True)
-    admission_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -48,7 +44,8 @@ class Node(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def to_dict(self) -> dict:
+    def to_dict(self, admission: NodeAdmission | None = None) -> dict:
+        """The node as /api/nodes lists it, with its admission state (its own row; normal without one)."""
         return {
             "name": self.name,
             "board_model": self.board_model,
@@ -56,27 +53,8 @@ class Node(models.Model):
             "power_mode": self.power_mode,
             "first_seen": self.first_seen.isoformat(),
             "last_seen": self.last_seen.isoformat() if self.last_seen else None,
-            "admission": self.admission(),
+            "admission": (admission or NodeAdmission(node=self.name)).to_dict(),
         }
-
-    def admission(self) -> dict:
-        """The admission state as /health, /api/nodes and the dashboard's banner show it."""
-        state, reason, since = self.shown_admission()
-        return {"state": state, "reason": reason, "since": since and since.isoformat()}
-
-    def shown_admission(self) -> tuple[str, str, datetime | None]:
-        """(state, reason, since) as every reader shows them: as the sampler last decided them, or stale when that was
-        soft or hard and the sampler has been silent (no sample) for longer than ADMISSION_STALE_SECONDS, since the
-        node's supervisor then admits load normally; a stale state is dated from the sampler's last sample."""
-        if self.admission_state in (SOFT, HARD) and self.sampler_silent():
-            decided = ": ".join(filter(None, (self.admission_state, self.admission_reason)))
-            return STALE, f"last decided {decided}", self.last_seen
-        return self.admission_state, self.admission_reason, self.admission_since
-
-    def sampler_silent(self) -> bool:
-        """No sample for longer than ADMISSION_STALE_SECONDS: the sample loop stores one every MONITOR_INTERVAL."""
-        stale_after = timedelta(seconds=settings.ADMISSION_STALE_SECONDS)
-        return self.last_seen is None or timezone.now() - self.last_seen > stale_after
 
 
 class IdlePowerManager(models.Manager["IdlePower"]):

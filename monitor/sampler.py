@@ -18,6 +18,7 @@ from gateway import upstream
 from gateway.models import Backend, ModelState, Supervisor
 from gateway.node.identity import node_name
 from gateway.node.link import address_of, known_key, model_url
+from gateway.node.models import NodeAdmission
 from gateway.outage import RedisOutage
 from monitor.collectors.jetson import JetsonCollector
 from monitor.collectors.linux import LinuxCollector
@@ -170,6 +171,8 @@ class Sampler:
             setattr(self.node, field, value)
         self.node.last_seen = now
         self.node.save(update_fields=["last_seen", *changed])
+        # Readers show the admission state this sampler decided as stale once its samples stop.
+        NodeAdmission.objects.heard_from(self.name, now)
         sample = Sample(node=self.node, time=now, detail=data, **headline(data))
         sample.save()
         return sample

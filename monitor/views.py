@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from gateway import params
 from gateway.auth import MonitoringScope
 from gateway.node.identity import node_name
+from gateway.node.models import NodeAdmission
 from monitor.models import METRICS, Node, Sample, series
 
 NODE = params.Param("node", "Node name (default: this machine's node, else the one that reported last).")
@@ -71,4 +72,6 @@ class Nodes(MonitorView):
     parameters = ()
 
     def get(self, request: Request) -> Response:
-        return Response({"nodes": [node.to_dict() for node in Node.objects.all()], "metrics": METRICS})
+        admissions = NodeAdmission.objects.in_bulk(field_name="node")
+        nodes = [node.to_dict(admissions.get(node.name)) for node in Node.objects.all()]
+        return Response({"nodes": nodes, "metrics": METRICS})

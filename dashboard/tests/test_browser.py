@@ -22,8 +22,9 @@ from django.utils import timezone
 
 from dashboard.tests.conftest import PASSWORD
 from gateway.llama import model_path
-from gateway.models import RequestLog
+from gateway.models import NodeAdmission
 from gateway.registry import register_model
+from gateway.requestlog.tests.helpers import make_row
 from monitor.models import Node
 from tests.live import ARTIFACTS, ROOT, database_url, start_daphne, stop_process
 from tests.settle import settle_live_server
@@ -270,15 +271,16 @@ def hot_node(site: dict[str, Any]) -> dict[str, Any]:
     minutes ago, 50 over 50 J three hours ago, and one request its sampler could not measure; and a node in soft
     admission whose sampler has been silent for ten minutes."""
     now = timezone.now()
-    Node.objects.create(name=HOT_NODE, power_mode="MAXN", admission_state="hard", admission_reason=HOT_REASON,
-                        admission_since=now - timedelta(minutes=5), last_seen=now)  # fmt: skip
-    Node.objects.create(name=SILENT_NODE, admission_state="soft", admission_reason="cpu-thermal at 82 °C (limit 80 °C)",
-                        admission_since=now - timedelta(minutes=15), last_seen=now - timedelta(minutes=10))  # fmt: skip
+    Node.objects.create(name=HOT_NODE, power_mode="MAXN", last_seen=now)
+    NodeAdmission.objects.create(node=HOT_NODE, state="hard", reason=HOT_REASON, since=now - timedelta(minutes=5),
+                                 last_seen=now)  # fmt: skip
+    Node.objects.create(name=SILENT_NODE, last_seen=now - timedelta(minutes=10))
+    NodeAdmission.objects.create(node=SILENT_NODE, state="soft", reason="cpu-thermal at 82 °C (limit 80 °C)",
+                                 since=now - timedelta(minutes=15), last_seen=now - timedelta(minutes=10))  # fmt: skip
     register_model(ENERGY_MODEL, [], kind="chat", managed={"gguf_path": str(model_path()), "node": HOT_NODE})
     for minutes, tokens, energy_mj in ((10, 120, 40000.0), (180, 50, 50000.0), (20, 999, None)):
-        RequestLog.objects.create(created=now - timedelta(minutes=minutes), request_id=f"energy-{minutes}",
-                                  endpoint="/v1/chat/completions", status=200, model_used=ENERGY_MODEL,
-                                  completion_tokens=tokens, energy_mj=energy_mj)  # fmt: skip
+        make_row(now - timedelta(minutes=minutes), request_id=f"energy-{minutes}", model_used=ENERGY_MODEL,
+                 completion_tokens=tokens, energy_mj=energy_mj)  # fmt: skip
     return site
 
 
@@ -288,7 +290,7 @@ def cool_down(*names: str) -> None:
 
     def update() -> None:
         try:
-            Node.objects.filter(name__in=names).update(admission_state="normal", admission_reason="")
+            NodeAdmission.objects.filter(node__in=names).update(state="normal", reason="")
         finally:
             connections.close_all()
 

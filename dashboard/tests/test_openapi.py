@@ -11,6 +11,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from gateway import schemas
+from gateway.models import NodeAdmission
 from gateway.requestlog.tests.helpers import make_row
 from monitor.models import Node
 from monitor.operations import openapi
@@ -92,10 +93,12 @@ def test_it_describes_usage_buckets_as_the_api_gives_them(client: Client, alice)
 
 
 def test_it_describes_admission_states_as_nodes_give_them(client: Client, alice) -> None:
-    Node.objects.create(name="orin-1", power_mode="MAXN", admission_state="hard", admission_reason="92 °C",
-                        admission_since=timezone.now(), last_seen=timezone.now())  # fmt: skip
+    Node.objects.create(name="orin-1", power_mode="MAXN", last_seen=timezone.now())
+    NodeAdmission.objects.create(node="orin-1", state="hard", reason="92 °C", since=timezone.now(),
+                                 last_seen=timezone.now())  # fmt: skip
     Node.objects.create(name="nano-1")
-    Node.objects.create(name="tx-1", admission_state="soft", last_seen=timezone.now() - timedelta(hours=1))
+    Node.objects.create(name="tx-1", last_seen=timezone.now() - timedelta(hours=1))
+    NodeAdmission.objects.create(node="tx-1", state="soft", last_seen=timezone.now() - timedelta(hours=1))
     client.force_login(alice)
     nodes = client.get("/api/nodes").json()
     assert [(n["name"], n["admission"]["state"]) for n in nodes["nodes"]] == [

@@ -23,8 +23,8 @@ from gateway.lifecycle import scheduler
 from gateway.lifecycle.book import OOM_MARGIN, Entry, Holder, Lease, Pending, Waiter, Watcher
 from gateway.lifecycle.config import Setup
 from gateway.node import protocol
+from gateway.node.admission import HARD, NORMAL, OVERHEATED, SOFT, Decision
 from gateway.node.snapshot import FAILED, READY, STARTING, STOPPED, STOPPING, Budget, Memory, ModelSnapshot
-from monitor.admission import HARD, NORMAL, OVERHEATED, SOFT, Decision
 
 logger = logging.getLogger(__name__)
 MIB = 1024 * 1024

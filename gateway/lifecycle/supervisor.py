@@ -50,7 +50,7 @@ from gateway.lifecycle.runner import Runner
 from gateway.lifecycle.server import Connection, Server
 from gateway.lifecycle.store import Store
 from gateway.models import Backend, ManagedRuntime
-from monitor.admission import Decision
+from gateway.node.admission import Decision
 
 logger = logging.getLogger(__name__)
 

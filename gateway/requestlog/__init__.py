@@ -2,6 +2,7 @@
 
 - `record`: RequestRecord, the life of one request's record (start, identify, close: from the outcomes, once)
 - `writer`: the bounded buffer and the thread that writes rows in batches
+- `models`: RequestLog, the row (never updated), and how readers join its request's energy facts
 - `rows`: a record as a row, a row as JSON
 - `usage`, `retention`: aggregates per hour or day, and pruning
 - `views`, `urls`, `admin`: /api/logs, /api/usage, /api/activity-logs, and the Django admin

@@ -1,4 +1,5 @@
-"""Django admin for request logs: a read-only list with filters, search, date hierarchy and CSV export."""
+"""Django admin for request logs: a read-only list with filters, search, date hierarchy and CSV export; and the
+energy facts the nodes' samplers wrote."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
-from gateway.models import RequestLog
+from gateway.node.admission import OVERHEATED, POWER_LIMIT
+from gateway.node.models import EnergyFact
 from gateway.requestlog import usage
+from gateway.requestlog.models import RequestLog, measured
 from gateway.requestlog.rows import PUBLIC_FIELDS
-from monitor.admission import OVERHEATED, POWER_LIMIT
 
 
 class StatusClassFilter(admin.SimpleListFilter):
@@ -37,7 +39,7 @@ class ErrorCodeFilter(admin.SimpleListFilter):
 
     title = "error code"
     parameter_name = "error_code"
-    ALWAYS = (OVERHEATED, POWER_LIMIT)  # monitor.admission's refusals
+    ALWAYS = (OVERHEATED, POWER_LIMIT)  # the admission's refusals
     RECENT_ROWS = 10_000
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
@@ -47,6 +49,21 @@ class ErrorCodeFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[RequestLog]) -> QuerySet[RequestLog]:
         return queryset.filter(error_code=self.value()) if self.value() else queryset
+
+
+class MeasuredFilter(admin.SimpleListFilter):
+    """Whether a row's request has an energy fact (its node's sampler measured it)."""
+
+    title = "energy"
+    parameter_name = "measured"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "measured"), ("no", "not measured")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[RequestLog]) -> QuerySet[RequestLog]:
+        if self.value() in {"yes", "no"}:
+            return queryset.filter(measured()) if self.value() == "yes" else queryset.exclude(measured())
+        return queryset
 
 
 class _Echo:
@@ -79,8 +96,8 @@ def export_csv(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Que
 class RequestLogAdmin(admin.ModelAdmin):
     list_display = ("created", "endpoint", "status", "model_used", "key_name", "latency_ms", "total_tokens",
                     "energy_j", "client_ip", "stream", "client_gone")  # fmt: skip
-    list_filter = (StatusClassFilter, "status", ErrorCodeFilter, "model_used", "api_key", "endpoint", "stream",
-                   "created")  # fmt: skip
+    list_filter = (StatusClassFilter, "status", ErrorCodeFilter, MeasuredFilter, "model_used", "api_key", "endpoint",
+                   "stream", "created")  # fmt: skip
     search_fields = ("request_id", "model_requested", "model_used", "key_name", "error_message", "client_ip")
     date_hierarchy = "created"
     list_select_related = False
@@ -94,12 +111,16 @@ class RequestLogAdmin(admin.ModelAdmin):
             return None
         return (row.prompt_tokens or 0) + (row.completion_tokens or 0)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RequestLog]:
+        # Each row's energy facts, looked up in the list's own query (and the CSV export's).
+        return super().get_queryset(request).with_energy()  # type: ignore[attr-defined]
+
     @admin.display(description="energy (J)", ordering="energy_mj")
     def energy_j(self, row: RequestLog) -> float | None:
-        return None if row.energy_mj is None else round(row.energy_mj / 1000, 3)
+        return None if row.energy_mj is None else round(row.energy_mj / 1000, 3)  # type: ignore[attr-defined]
 
     def get_readonly_fields(self, request: HttpRequest, obj: RequestLog | None = None) -> list[str]:
-        return [f.name for f in RequestLog._meta.fields]
+        return [*(f.name for f in RequestLog._meta.fields), "energy_j"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -116,3 +137,20 @@ class RequestLogAdmin(admin.ModelAdmin):
         moments = list(queryset.values_list("created", flat=True))
         super().delete_queryset(request, queryset)
         usage.forget(moments)
+
+
+@admin.register(EnergyFact)
+class EnergyFactAdmin(admin.ModelAdmin):
+    """Read-only: each lease's energy as its node's sampler wrote it, and how much of the lease its readings measured."""
+
+    list_display = ("start", "request_id", "lease", "node", "model", "gross_mj", "net_mj", "seconds",
+                    "measured_seconds", "source")  # fmt: skip
+    list_filter = ("node", "model")
+    search_fields = ("request_id", "lease")
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: EnergyFact | None = None) -> bool:
+        return False

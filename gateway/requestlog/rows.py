@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
 from typing import TYPE_CHECKING, Any
@@ -12,7 +11,9 @@ from django.conf import settings
 if TYPE_CHECKING:
     from gateway.requestlog.record import RequestRecord
 
-# Fields of a row that the logs API, the live tail and CSV exports show.
+# Fields of a row that the logs API, the live tail and CSV exports show; the energy ones are its request's energy facts
+# (gateway.requestlog.models), the others its columns.
+ENERGY_FIELDS = ("energy_mj", "energy_net_mj")
 PUBLIC_FIELDS = (
     "id",
     "request_id",
@@ -43,6 +44,7 @@ PUBLIC_FIELDS = (
     "prompt_preview",
     "completion_preview",
 )
+COLUMNS = tuple(name for name in PUBLIC_FIELDS if name not in ENERGY_FIELDS)
 
 
 _SECRET_PATTERNS = [
@@ -117,8 +119,8 @@ def to_row(record: RequestRecord) -> Any:
 
 
 def entry(row: Any) -> dict[str, Any]:
-    """The public fields of a RequestLog (instance or `.values()` dict), JSON-ready."""
-    get = row.get if isinstance(row, dict) else functools.partial(getattr, row)
-    data = {name: get(name) for name in PUBLIC_FIELDS}
+    """The public fields of a RequestLog (instance or `.values()` dict), JSON-ready. A row just written, as the live
+    tail shows it, has no energy: its facts are joined when rows are read."""
+    data = {name: row.get(name) if isinstance(row, dict) else getattr(row, name, None) for name in PUBLIC_FIELDS}
     data["created"] = data["created"].isoformat().replace("+00:00", "Z")
     return data

@@ -16,7 +16,8 @@ from django.db.models import Aggregate, Avg, Case, CharField, Count, F, FloatFie
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
-from gateway.models import APIKey, RequestLog, UsageBucket
+from gateway.models import APIKey, UsageBucket
+from gateway.requestlog.models import RequestLog, measured
 
 GROUPS = ("hour", "day")
 BY = ("model", "key")
@@ -24,7 +25,8 @@ TOTAL = "*"  # `who` of the row that marks a stored bucket as complete
 # Figures that add up across buckets; energy_tokens are the completion tokens of the rows that have an energy.
 SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "energy_mj", "energy_tokens")
 FIGURES = (*SUMS, "avg_latency_ms", "p95_latency_ms")
-# A bucket is stored once it ended this long ago: a request's row carries its start time, and arrives when it ends.
+# A bucket is stored once it ended this long ago: a request's row carries its start time, and arrives when it ends
+# (its energy facts too, as soon as its node's sampler has read the power over it). What arrives later is `arrived`.
 GRACE = timedelta(minutes=10)
 
 
@@ -190,14 +192,13 @@ def _store(results: list[dict[str, Any]], starts: list[datetime], group: str, by
 
 
 def compute(since: datetime, until: datetime, group: str, by: str, with_p95: bool = True) -> list[dict[str, Any]]:
-    """Figures per (bucket start, who) straight from RequestLog rows in [since, until)."""
+    """Figures per (bucket start, who) straight from RequestLog rows in [since, until), with their energy facts."""
     rows = RequestLog.objects.filter(created__gte=since, created__lt=until)
-    grouped = rows.annotate(bucket=_bucket(group), group_key=_group_key(by)).values("bucket", "group_key")
+    grouped = rows.with_energy().annotate(bucket=_bucket(group), group_key=_group_key(by)).values("bucket", "group_key")
     aggregates: dict[str, Any] = {
-        # Energy is filled in by the node's sampler once the request has ended; rows without one count for none.
-        # First, and named apart from the columns: an annotation shadows the column of its name for the next ones.
+        # The node's sampler writes a request's energy once the request has ended; rows without any count for none.
         "measured_mj": Sum("energy_mj"),
-        "measured_tokens": Sum("completion_tokens", filter=Q(energy_mj__isnull=False)),
+        "measured_tokens": Sum("completion_tokens", filter=Q(measured())),
         "requests": Count("id"),
         "errors": Count("id", filter=Q(status__gte=400)),
         "prompt_tokens": Sum("prompt_tokens"),
@@ -242,8 +243,16 @@ def _p95_in_python(rows: QuerySet, group: str | None, by: str) -> dict[tuple[Any
     return {group_key: percentile(sorted(values), 0.95) for group_key, values in latencies.items()}
 
 
+def arrived(moments: Iterable[datetime]) -> None:
+    """Rows, or energy facts of rows, created at these moments have just been written: the stored buckets they fall
+    in are computed again. The one rule for whatever arrives after its bucket may have been stored, whoever wrote it
+    (the request log's writer, a node's sampler)."""
+    horizon = timezone.now() - GRACE
+    forget(moment for moment in moments if moment < horizon)
+
+
 def forget(moments: Iterable[datetime]) -> None:
-    """Drop stored buckets containing these moments (rows arrived late), so they are computed again."""
+    """Drop stored buckets containing these moments, so they are computed again."""
     condition = Q()
     for group, start in {(group, floor(moment, group)) for moment in moments for group in GROUPS}:
         condition |= Q(group=group, start=start)

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection, transaction
-from django.utils import timezone
 
 from gateway.outage import COMMAND_TIMEOUT, RedisOutage
 from gateway.requestlog.rows import entry, to_row
@@ -207,13 +206,10 @@ class _Writer:
         """Rows of long requests can land in a usage bucket already stored: have it computed again."""
         from gateway.requestlog import usage
 
-        horizon = timezone.now() - usage.GRACE
-        late = {row.created for row in rows if row.created < horizon}
-        if late:
-            try:
-                usage.forget(late)
-            except DatabaseError:
-                logger.warning("Request log: could not refresh stored usage for %d late rows", len(late), exc_info=True)
+        try:
+            usage.arrived(row.created for row in rows)
+        except DatabaseError:
+            logger.warning("Request log: could not refresh stored usage for %d rows", len(rows), exc_info=True)
 
     def publish(self, rows: Iterable[Any]) -> None:
         """Send written rows to the dashboard's group; a failure here loses the live line, never the row."""

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import httpx
 from django.utils import timezone
 
-from monitor.models import Node
+from gateway.models import NodeAdmission
 from tests.answers import answer_schema, conforms
 
 SINCE = datetime(2026, 11, 25, 10, 42, 7, tzinfo=UTC)
@@ -19,12 +19,10 @@ HOT = "cpu-thermal at 82 °C (limit 80 °C)"
 
 def test_it_reports_each_nodes_admission_state(live_gateway: str, api_key: str) -> None:
     now = timezone.now()
-    Node.objects.create(name="orin-1", admission_state="hard", admission_reason=REASON, admission_since=SINCE,
-                        last_seen=now)  # fmt: skip
-    Node.objects.create(name="nano-1")
+    NodeAdmission.objects.create(node="orin-1", state="hard", reason=REASON, since=SINCE, last_seen=now)
+    NodeAdmission.objects.create(node="nano-1")
     # Its sampler's latest sample is days old: what it decided then no longer holds (its supervisor admits normally).
-    Node.objects.create(name="nx-1", admission_state="soft", admission_reason=HOT, admission_since=SINCE,
-                        last_seen=SEEN)  # fmt: skip
+    NodeAdmission.objects.create(node="nx-1", state="soft", reason=HOT, since=SINCE, last_seen=SEEN)
     response = httpx.get(f"{live_gateway}/health", headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
     assert response.status_code == 200
     assert response.json()["admission"] == [

@@ -11,7 +11,7 @@ from django.conf import settings
 from gateway import limits, requestlog, routing, upstream
 from gateway.dbsync import db_sync
 from gateway.node import link, states
-from monitor.models import Node
+from gateway.node.models import NodeAdmission
 from monitor.operations.probe import Probe, probe
 
 
@@ -65,8 +65,8 @@ def _admission() -> list[dict[str, Any]]:
     """Each sampled node's admission state as its sampler decided it (stale once the sampler is silent), and its
     latest sample (`last_seen`)."""
     return [
-        {"node": node.name, **node.admission(), "last_seen": node.last_seen and node.last_seen.isoformat()}
-        for node in Node.objects.all()
+        {"node": row.node, **row.to_dict(), "last_seen": row.last_seen and row.last_seen.isoformat()}
+        for row in NodeAdmission.objects.all()
     ]
 
 

@@ -10,8 +10,9 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from gateway import metrics
 from gateway.node import states
+from gateway.node.admission import HARD, NORMAL, SOFT, STALE
+from gateway.node.models import NodeAdmission
 from gateway.node.snapshot import SHOWN_STATES
-from monitor.admission import HARD, NORMAL, SOFT, STALE
 from monitor.models import Node, Sample
 
 FAMILIES = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily}
@@ -127,11 +128,11 @@ def add_sample(out: Exposition, sample: Sample) -> None:
         )
 
 
-def add_admission(out: Exposition, node: Node) -> None:
+def add_admission(out: Exposition, admission: NodeAdmission) -> None:
     """The node's admission state as one series per state (stale: soft or hard, but its sampler is silent, so load
     is admitted normally). Its reason is free text whose figures change with every sample: as a label it would start
     a new series each time, so it stays in /health and on the dashboard."""
-    current, _, since = node.shown_admission()
+    current, _, since = admission.shown()
     states = ADMISSION_STATES if current in ADMISSION_STATES else (*ADMISSION_STATES, current)
     for state in states:
         out.add(
@@ -140,11 +141,11 @@ def add_admission(out: Exposition, node: Node) -> None:
             "1 for the node's admission state (normal, soft: new generation requests wait, hard: refused, stale: soft "
             "or hard but the sampler is silent, so admitted normally), 0 else.",
             int(current == state),
-            node=node.name,
+            node=admission.node,
             state=state,
         )
     out.add("jetson_admission_since_timestamp_seconds", "gauge", "When the node entered its admission state.",
-            since and since.timestamp(), node=node.name)  # fmt: skip
+            since and since.timestamp(), node=admission.node)  # fmt: skip
 
 
 class LatestSamples:
@@ -153,8 +154,9 @@ class LatestSamples:
 
     def collect(self) -> Iterator[Metric]:
         out = Exposition()
+        for admission in NodeAdmission.objects.all():
+            add_admission(out, admission)
         for node in Node.objects.all():
-            add_admission(out, node)
             latest = Sample.objects.filter(node=node).select_related("node").order_by("-time").first()
             if latest is not None:
                 add_sample(out, latest)

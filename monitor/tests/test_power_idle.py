@@ -1,4 +1,5 @@
-"""Idle power is measured while nothing is in flight, subtracted for net energy, and kept per node and power mode."""
+"""Idle power is measured while nothing at all runs (no lease of any kind, no model loading), subtracted for net
+energy (never below zero), and kept per node and power mode."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from monitor.models import IdlePower, Node
 from monitor.power import PowerSampler, keep_idle_power, save_idle_power
-from monitor.tests.energy import eventually, now, running, written_energy
+from monitor.tests.energy import FakeBoard, eventually, running, sampled, written_energy
 from monitor.tests.jetson_tree import orin_nano_chip, orin_nano_jetpack6, set_rail
 
 IDLE_MW, BUSY_MW = 4000.0, 10000.0
@@ -27,20 +28,20 @@ def test_it_subtracts_the_idle_power_measured_while_nothing_ran(tmp_path: Path) 
         eventually(lambda: power.idle_power() if power.idle_power() and power.idle_power()[1] >= 1.0 else None)
         assert power.idle_power()[0] == pytest.approx(IDLE_MW, rel=0.01)
         # The board draws 10 W while the request runs (power drawn with nothing in flight would count as idle).
-        start, start_wall = now()
+        start = time.monotonic()
         power.set_in_flight(1, at=start)
-        steps = [(start_wall, IDLE_MW)]
+        steps = [(start, IDLE_MW)]
         time.sleep(0.1)
         set_rail(sys, chip, 1, 5000, BUSY_MW / 5)
-        steps.append((time.time(), BUSY_MW))
+        steps.append((time.monotonic(), BUSY_MW))
         time.sleep(1.5)
         set_rail(sys, chip, 1, 5000, IDLE_MW / 5)
-        steps.append((time.time(), IDLE_MW))
+        steps.append((time.monotonic(), IDLE_MW))
         time.sleep(0.1)
-        end, end_wall = now()
+        end = time.monotonic()
         power.set_in_flight(0, at=end)
-        gross, net = eventually(lambda: power.energy_between(start_wall, end_wall))
-    drawn = written_energy(steps, start_wall, end_wall)
+        gross, net = eventually(lambda: power.energy_between(start, end))
+    drawn = written_energy(steps, start, end)
     assert gross == pytest.approx(drawn, rel=0.05)
     assert net == pytest.approx(drawn - IDLE_MW * (end - start), rel=0.05)
 
@@ -49,12 +50,12 @@ def test_it_leaves_net_energy_unknown_until_idle_power_is_measured(tmp_path: Pat
     sys, _, _ = orin_nano_jetpack6(tmp_path)
     with running(sys, idle_min=60.0) as power:
         time.sleep(0.3)
-        start, start_wall = now()
+        start = time.monotonic()
         power.set_in_flight(1, at=start)
         time.sleep(0.5)
-        end, end_wall = now()
+        end = time.monotonic()
         power.set_in_flight(0, at=end)
-        gross, net = eventually(lambda: power.energy_between(start_wall, end_wall))
+        gross, net = eventually(lambda: power.energy_between(start, end))
     assert gross > 0
     assert net is None
 
@@ -110,8 +111,39 @@ def test_it_reports_nothing_without_a_power_sensor(tmp_path: Path) -> None:
     assert not power.available
     assert power.tick() is False
     # No figures at all: never a zero that would read as "this request cost nothing".
-    assert power.energy_between(time.time() - 1, time.time()) is None
-    assert power.board_energy_between(time.time() - 1, time.time()) is None
+    assert power.energy_between(time.monotonic() - 1, time.monotonic()) is None
+    assert power.board_energy_between(time.monotonic() - 1, time.monotonic()) is None
     assert power.snapshot() is None
     assert power.idle_power() is None
     power.stop()
+
+
+@pytest.mark.parametrize("what", ["an embedding", "a model loading"])
+def test_it_learns_nothing_while_the_node_is_busy_without_generating(what: str) -> None:
+    # The supervisor counts embeddings and loads in `busy`, not in the generation requests `n` that share energy.
+    board = FakeBoard(BUSY_MW)
+    power = PowerSampler(board, hz=10, idle_min=5.0)
+    power.set_in_flight(0, at=board.at, busy=1)
+    sampled(power, board, until=1060.0)
+    assert power.idle_power() is None, f"{what} drew power that was taken for idle"
+    power.set_in_flight(0, at=1060.0, busy=0)
+    board.mw = IDLE_MW
+    sampled(power, board, until=1080.0)
+    # Only what was drawn 5 s (idle_min) after it ended.
+    assert power.idle_power() == pytest.approx((IDLE_MW, 15.0))
+
+
+def test_its_net_energy_is_never_negative() -> None:
+    # Idle power stored at 10 W; the board then draws 5 W while a request runs (a cooler board, a lower power mode).
+    board = FakeBoard(5000.0)
+    power = PowerSampler(board, hz=10)
+    power.use_power_mode("MAXN", (10000.0, 600.0))
+    sampled(power, board, until=1001.0)
+    power.set_in_flight(1, at=1001.0)
+    sampled(power, board, until=1011.0)
+    power.set_in_flight(0, at=1011.0)
+    power.lease_ended("request", 1001.0, 1011.0)
+    sampled(power, board, until=1012.0)
+    [(_, share)] = power.settled()
+    assert share.gross_mj == pytest.approx(50_000.0)
+    assert share.net_mj == 0.0

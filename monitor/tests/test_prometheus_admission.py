@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from django.test import Client
 from django.utils import timezone
 
-from monitor.models import Node
+from gateway.models import NodeAdmission
 from monitor.tests.samples import make_sample
 from tests.scrape import parse, value
 
@@ -21,11 +21,11 @@ def test_it_exposes_each_nodes_admission_state(db: None, settings: object) -> No
     settings.MONITOR_METRICS_TOKEN = TOKEN  # type: ignore[attr-defined]
     make_sample("orin-1", cpu_percent=40.0)
     make_sample("nano-1", cpu_percent=3.0)
-    Node.objects.filter(name="orin-1").update(admission_state="hard", admission_reason=REASON, admission_since=SINCE)
+    NodeAdmission.objects.filter(node="orin-1").update(state="hard", reason=REASON, since=SINCE)
     # No sample row (pruned), but its sampler runs: its state shows all the same.
-    Node.objects.create(name="nx-1", admission_state="soft", last_seen=timezone.now())
+    NodeAdmission.objects.create(node="nx-1", state="soft", last_seen=timezone.now())
     silent = timezone.now() - timedelta(hours=1)
-    Node.objects.create(name="tx-1", admission_state="hard", admission_since=SINCE, last_seen=silent)
+    NodeAdmission.objects.create(node="tx-1", state="hard", since=SINCE, last_seen=silent)
     response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert response.status_code == 200
     text = response.content.decode()

@@ -33,5 +33,6 @@ def test_it_answers_without_a_query_on_the_request_log(db: None, settings: objec
     assert value(samples, "jetson_cpu_usage_percent", node="orin-1") == 5.0
     # ... and the request log was not read.
     assert [q["sql"] for q in queries if "gateway_requestlog" in q["sql"]] == []
-    # the nodes, each node's latest sample, the managed models (with their states), the supervisors
-    assert len(queries) <= 4
+    # the nodes' admission states, the nodes, each node's latest sample, the managed models (with their states), the
+    # supervisors
+    assert len(queries) <= 5

@@ -17,7 +17,7 @@
     const tokens = entry.prompt_tokens === null && entry.completion_tokens === null ? "–" : `${number(entry.prompt_tokens)} / ${number(entry.completion_tokens)}`;
     const kind = entry.error_code ? `${entry.error_type} (${entry.error_code})` : entry.error_type;
     const error = [kind, entry.error_message].filter(Boolean).join(": ");
-    // The node's sampler fills the energy in once the request has ended: the live line has none yet, the history does.
+    // A request's energy is its node's sampler's own fact, joined when rows are read: the live line has none, the history does.
     const energy = entry.energy_mj === null || entry.energy_mj === undefined ? "–" : number(entry.energy_mj / 1000, 2);
     const net = entry.energy_net_mj === null || entry.energy_net_mj === undefined ? "" : `net ${number(entry.energy_net_mj / 1000, 2)} J above idle`;
     const classes = [entry.status >= 400 ? "error" : "", fresh ? "fresh" : ""].filter(Boolean).join(" ");

@@ -21,7 +21,7 @@ import pytest
 
 from gateway.lifecycle import estimate
 from gateway.llama import model_path
-from gateway.models import Supervisor
+from gateway.models import NodeAdmission, Supervisor
 from gateway.node import link as client
 from gateway.node.identity import node_name
 from gateway.registry import register_model
@@ -159,7 +159,7 @@ class RunningSampler:
 
     def wait_for_admission(self, state: str, limit: float = 20) -> None:
         deadline = time.monotonic() + limit
-        while Node.objects.filter(name=node_name(), admission_state=state).first() is None:
+        while NodeAdmission.objects.filter(node=node_name(), state=state).first() is None:
             assert self.process.poll() is None, "the sampler exited: see its log in test-artifacts"
             assert time.monotonic() < deadline, f"the node never became {state} within {limit} s"
             time.sleep(0.05)
@@ -168,7 +168,7 @@ class RunningSampler:
 @pytest.fixture
 def sampler_factory(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., RunningSampler]]:
     """Start the node's sampler over a fake tree with settings of the test's choice; stopped (SIGTERM) before the
-    test database is flushed, since it writes energy into log rows."""
+    test database is flushed, since it writes energy facts and its node's admission row."""
     started: list[RunningSampler] = []
 
     def start(**settings: object) -> RunningSampler:

@@ -1,6 +1,6 @@
-"""Each request's log row gets its share of the board's energy: the integral of the power a test writes into the
-node's (fake) rails while real requests run over the real small model, shared among the requests in flight, with
-the node's idle power subtracted in energy_net_mj."""
+"""Each request gets its share of the board's energy, an energy fact its node's sampler writes and its log row shows:
+the integral of the power a test writes into the node's (fake) rails while real requests run over the real small
+model, shared among the requests in flight, with the node's idle power subtracted in energy_net_mj."""
 
 from __future__ import annotations
 
@@ -53,12 +53,11 @@ def in_background(work: Callable[[], httpx.Response]) -> Callable[[], httpx.Resp
 
 
 def measured(response: httpx.Response) -> RequestLog:
-    """The response's row, once the sampler has written its energy."""
+    """The response's row with its energy, once both are written."""
     assert response.status_code == 200, response.text
     deadline = time.monotonic() + 30
-    while (row := RequestLog.objects.filter(request_id=response.headers["X-Request-Id"]).first()) is None or (
-        row.energy_mj is None
-    ):
+    rows = RequestLog.objects.with_energy().filter(request_id=response.headers["X-Request-Id"])
+    while (row := rows.first()) is None or row.energy_mj is None:
         assert time.monotonic() < deadline, f"no energy in the row of {response.headers['X-Request-Id']} after 30 s"
         time.sleep(0.1)
     return row

@@ -30,7 +30,7 @@ from gateway.lifecycle.machine import (
     Terminate,
     Tick,
 )
-from monitor.admission import HARD, Decision
+from gateway.node.admission import HARD, Decision
 
 MIB = 1024 * 1024
 RULES = Rules(load_timeout=30.0, queue_length=4, failed_retry=10.0, drain_grace=5.0, admission_stale=10.0)

@@ -38,8 +38,8 @@ from gateway.lifecycle.machine import (
     Terminate,
     Tick,
 )
+from gateway.node.admission import HARD, NORMAL, SOFT, Decision
 from gateway.node.snapshot import READY, STOPPED, STOPPING
-from monitor.admission import HARD, NORMAL, SOFT, Decision
 
 MIB = 1024 * 1024
 RULES = Rules(load_timeout=30.0, queue_length=3, failed_retry=10.0, drain_grace=5.0, admission_stale=10.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ from django.test import TestCase, TransactionTestCase
 from django.utils import timezone
 
 from gateway import requestlog
-from gateway.models import APIKey, RequestLog
+from gateway.models import APIKey, EnergyFact, RequestLog
 from gateway.requestlog import usage, writer
 
 
@@ -25,9 +26,27 @@ def reset_writer() -> None:
     state.loop = None
 
 
-def make_row(created: datetime, **fields: Any) -> RequestLog:
-    defaults: dict[str, Any] = {"request_id": "r", "endpoint": "/v1/chat/completions", "status": 200}
-    return RequestLog.objects.create(created=created, **{**defaults, **fields})
+def make_row(
+    created: datetime, energy_mj: float | None = None, energy_net_mj: float | None = None, **fields: Any
+) -> RequestLog:
+    """A row (of a request of its own unless `request_id` says); with `energy_mj`, its request's energy as its node's
+    sampler would have written it: a fact of its own."""
+    defaults: dict[str, Any] = {"request_id": uuid.uuid4().hex, "endpoint": "/v1/chat/completions", "status": 200}
+    row = RequestLog.objects.create(created=created, **{**defaults, **fields})
+    if energy_mj is not None:
+        make_fact(row.request_id, energy_mj, energy_net_mj, start=created, model=row.model_used)
+    return row
+
+
+def make_fact(
+    request_id: str, gross_mj: float, net_mj: float | None = None, start: datetime | None = None, **fields: Any
+) -> EnergyFact:
+    """One lease's energy fact; leases are numbered per request, as the gateway does."""
+    start = start or timezone.now()
+    lease = f"{request_id}.{EnergyFact.objects.filter(request_id=request_id).count() + 1}"
+    values: dict[str, Any] = {"node": "orin-1", "model": "qwen", "source": "VDD_IN", "start": start, "end": start,
+                              "seconds": 0.0, "measured_seconds": 0.0, **fields}  # fmt: skip
+    return EnergyFact.objects.create(lease=lease, request_id=request_id, gross_mj=gross_mj, net_mj=net_mj, **values)
 
 
 def today_both_ways(by: str) -> tuple[list[dict], list[dict]]:

@@ -1,5 +1,5 @@
-"""The request log shows each row's error code and energy: the logs API, the admin's list (an energy column, an error
-code filter) and its CSV export."""
+"""The request log shows each row's error code and energy (its energy facts): the logs API, the admin's list (an
+energy column, filters by error code and by whether it was measured, the facts themselves) and its CSV export."""
 
 from __future__ import annotations
 
@@ -53,6 +53,16 @@ class EnergyAndErrorCodeTestCase(LogsTestCase):
         self.assertEqual(choices, ["All", "device_overheated", "power_limit", "model_queue_full"])
         filtered = self.client.get(ADMIN, {"error_code": "device_overheated"})
         self.assertEqual(list(filtered.context["cl"].queryset), [self.refused])
+        self.assertContains(self.client.get(f"{ADMIN}{self.measured.pk}/change/"), "12.346")
+        measured = self.client.get(ADMIN, {"measured": "yes"})
+        self.assertEqual([row.request_id for row in measured.context["cl"].queryset], ["measured"])
+        unmeasured = self.client.get(ADMIN, {"measured": "no"})
+        self.assertEqual({row.request_id for row in unmeasured.context["cl"].queryset}, {"refused", "queued"})
+
+    def test_the_admin_lists_each_leases_energy_fact(self) -> None:
+        self.client.force_login(self.alice)
+        listed = self.client.get("/admin/gateway/energyfact/")
+        self.assertContains(listed, '<td class="field-lease">measured.1</td>', html=False)
 
     def test_the_csv_export_has_them(self) -> None:
         self.client.force_login(self.alice)
