@@ -313,6 +313,14 @@ class Machine:
         """Generation requests in flight on the node (embeddings take no share of the board's energy)."""
         return sum(len(e.leases) for e in self.entries.values() if not e.embeddings)
 
+    def busy(self) -> int:
+        """Everything the node is doing for its models: every lease, embeddings too, and every model loading (the
+        sampler learns the board's idle power only when this is 0)."""
+        return sum(len(e.leases) + (e.state == STARTING) for e in self.entries.values())
+
+    def in_flight_message(self, now: float) -> dict[str, Any]:
+        return {"op": "in_flight", "n": self.generating(), "busy": self.busy(), "at": now}
+
     # --- requests for models ---
 
     def _on_acquire(self, event: Acquire, now: float) -> None:
@@ -392,7 +400,7 @@ class Machine:
         self._holder(holder_id).leases[lease] = entry.backend_id
         entry.last_used, entry.idle_since = now, None
         self.changed.add(entry.backend_id)
-        self._tell_in_flight(entry, now)
+        self._tell_in_flight(now)
         self._reply(holder_id, message_id, {
             "ok": True, "port": entry.port, "key": entry.key, "waited_ms": round((now - since) * 1000, 1),
             "cold": cold,
@@ -417,7 +425,7 @@ class Machine:
             return
         entry.last_used = now
         self.changed.add(entry.backend_id)
-        self._tell_in_flight(entry, now)
+        self._tell_in_flight(now)
         if not entry.embeddings:
             self.effects.append(Tell({"op": "lease_ended", "lease": lease, "model": entry.model_id,
                                       "start": granted.started, "end": now}))  # fmt: skip
@@ -558,6 +566,7 @@ class Machine:
             return  # it is being stopped meanwhile
         entry.load_seconds = event.load_seconds
         self._set_state(entry, READY, now)
+        self._tell_in_flight(now)
         self.effects.append(Measure(entry.backend_id, entry.generation))
         self._grant_waiters(entry, now)
         if not entry.leases:
@@ -607,7 +616,7 @@ class Machine:
         else:
             self._set_state(entry, STOPPED, now)
         entry.pending_failure = ""
-        self._tell_in_flight(entry, now)
+        self._tell_in_flight(now)
         for watcher in [w for w in entry.watchers if w.until == STOPPED]:
             entry.watchers.remove(watcher)
             self._reply_model(watcher.holder, watcher.message_id, entry)
@@ -645,6 +654,7 @@ class Machine:
         entry.exit_code, entry.last_error, entry.pid, entry.port, entry.key = None, "", None, None, ""
         self._set_state(entry, STARTING, now)
         self.effects.append(Spawn(entry.backend_id, entry.generation, entry.setup))
+        self._tell_in_flight(now)
 
     def _stop(self, entry: Entry, now: float, reason: str, failure: str = "") -> None:
         """Mark it stopping and have its process stopped; from here on nothing grants it a lease."""
@@ -843,6 +853,5 @@ class Machine:
     def _retry_after(self, entry: Entry) -> int:
         return max(1, math.ceil(entry.load_seconds or 5))
 
-    def _tell_in_flight(self, entry: Entry, now: float) -> None:
-        if not entry.embeddings:
-            self.effects.append(Tell({"op": "in_flight", "n": self.generating(), "at": now}))
+    def _tell_in_flight(self, now: float) -> None:
+        self.effects.append(Tell(self.in_flight_message(now)))

@@ -178,7 +178,7 @@ class NodeSupervisor:
         elif op == "subscribe_energy":
             connection.energy = True
             assert self.machine is not None
-            connection.send({"op": "in_flight", "n": self.machine.generating(), "at": time.monotonic()})
+            connection.send(self.machine.in_flight_message(time.monotonic()))
         elif op in OPERATIONS and (op == "status" or isinstance(backend, int)):
             # An operator expects the admin's latest edits to apply: the registry is read first.
             self._spawn(self._operate(Operate(holder, message_id, op, backend, bool(message.get("wait", True)))))
