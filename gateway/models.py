@@ -85,7 +85,10 @@ class Backend(models.Model):
         default=False, help_text="Started on demand by the node's supervisor (`manage.py supervise`), within memory."
     )
     node = models.CharField(
-        max_length=100, blank=True, help_text="Node whose supervisor runs it; empty = this machine's node name."
+        max_length=100,
+        blank=True,
+        help_text="The node it runs on (managed: whose supervisor runs it); empty = this machine's node for a managed "
+        "backend or an external one at a loopback URL.",
     )
     gguf_path = models.CharField("GGUF", max_length=1000, blank=True, help_text="The model file (--model).")
     mmproj_path = models.CharField(

@@ -14,6 +14,7 @@ from gateway import errors
 from gateway.dbsync import db_sync
 from gateway.models import Backend, LLMModel, Supervisor
 from gateway.node import link
+from gateway.node.identity import backend_node
 from gateway.upstream import Target
 
 
@@ -24,8 +25,8 @@ class BackendInfo:
     weight: int
     max_concurrent: int
     managed: bool = False
-    node: str = ""
-    supervisor: str = ""  # how to reach the node's supervisor (gateway.node.link.address), for a managed backend
+    node: str = ""  # the node it runs on (gateway.node.identity.backend_node), if known
+    supervisor: str = ""  # how to reach that node's supervisor (gateway.node.link.address), if it has one
 
 
 @dataclass
@@ -58,10 +59,10 @@ _state: dict[int, _BackendState] = {}
 
 def _backend_info(backend: Backend, supervisors: dict[str, str]) -> BackendInfo:
     target = Target(backend.base_url.rstrip("/"), backend.api_key)
-    info = BackendInfo(backend.id, target, backend.weight, backend.max_concurrent)
-    if backend.managed:
-        info.managed, info.node, info.supervisor = True, backend.node, supervisors.get(backend.node, "")
-    return info
+    node = backend_node(backend.node, backend.base_url)
+    return BackendInfo(
+        backend.id, target, backend.weight, backend.max_concurrent, backend.managed, node, supervisors.get(node, "")
+    )
 
 
 def _load_registry() -> dict[str, ModelInfo]:

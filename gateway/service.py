@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import functools
+import logging
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from gateway.node import link
 from gateway.outcomes import Answer, Asked, Route, Usage
 from gateway.routing import BackendInfo, ModelInfo
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 EventsFor = Callable[[Usage], relay.Events]
 # OpenAI fields with a different name or meaning in llama-server's own /completion API.
@@ -201,7 +203,7 @@ async def embeddings(key: APIKey, body: Any, asked: Asked) -> Answer:
         try:
 
             async def post(backend: BackendInfo) -> dict:
-                async with _reach(backend, asked, route) as target:
+                async with _reach(backend, info.model_id, False, asked, route) as target:
                     return await upstream.post_json(target, "/v1/embeddings", payload, info.request_timeout)
 
             result = await _first_answering(info, post)
@@ -251,19 +253,42 @@ async def _first_answering(info: ModelInfo, attempt: Callable[[BackendInfo], Awa
 
 
 @contextlib.asynccontextmanager
-async def _reach(backend: BackendInfo, asked: Asked, route: Route) -> AsyncIterator[upstream.Target]:
-    """The backend's address for the time of the block: an external one's own, a managed one's from a lease of its
-    supervisor (load on demand); counted in the backend's requests in flight meanwhile."""
+async def _reach(
+    backend: BackendInfo, model: str, generation: bool, asked: Asked, route: Route
+) -> AsyncIterator[upstream.Target]:
+    """The backend's address for the time of the block, counted in its requests in flight meanwhile: a managed one's
+    from a lease of its node's supervisor (load on demand), an external one's own, admitted by the supervisor of the
+    node it runs on (heat, power, energy) when that node has one."""
     with routing.occupy(backend):
-        if not backend.managed:
-            route.backend = backend.target.base_url
+        if backend.managed:
+            async with link.lease(backend.id, backend.node, backend.supervisor, asked.request_id) as grant:
+                route.backend = grant.target.base_url
+                if grant.cold:
+                    route.waited(grant.waited_ms)
+                yield grant.target
+            return
+        route.backend = backend.target.base_url
+        if not backend.supervisor:
             yield backend.target
             return
-        async with link.lease(backend.id, backend.node, backend.supervisor, asked.request_id) as grant:
-            route.backend = grant.target.base_url
-            if grant.cold:
-                route.waited(grant.waited_ms)
-            yield grant.target
+        async with _admitted(backend, model, generation, asked):
+            yield backend.target
+
+
+@contextlib.asynccontextmanager
+async def _admitted(backend: BackendInfo, model: str, generation: bool, asked: Asked) -> AsyncIterator[None]:
+    """The node's admission for an external backend's request; a supervisor that cannot be reached admits: the
+    backend itself is up, and the board's own protection stands behind it (its energy is not measured then)."""
+    async with contextlib.AsyncExitStack() as admission:
+        try:
+            await admission.enter_async_context(
+                link.admit(model, generation, backend.node, backend.supervisor, asked.request_id)
+            )
+        except link.Refused as exc:
+            if exc.code != "supervisor_unavailable":
+                raise
+            logger.warning("serving %s unadmitted: %s", backend.target.base_url, exc.message)
+        yield
 
 
 async def _open(
@@ -286,7 +311,7 @@ async def _batches(
 ) -> AsyncIterator[list[bytes]]:
     """The stream's owner: the backend's place, its lease and its connection are held until this generator is
     closed (Upstream.close), or collected."""
-    async with _reach(backend, asked, route) as target:
+    async with _reach(backend, info.model_id, True, asked, route) as target:
         async for batch in upstream.stream(target, path, payload, info.request_timeout, keepalive):
             yield batch
 

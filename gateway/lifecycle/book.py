@@ -57,9 +57,21 @@ class Pending:
 
 @dataclass
 class Holder:
-    leases: dict[str, int] = field(default_factory=dict)  # lease → backend
-    waiting: dict[str, int] = field(default_factory=dict)  # lease → backend
+    # lease → the backend it is for, or the model for a visitor's lease (below)
+    leases: dict[str, int | str] = field(default_factory=dict)
+    waiting: dict[str, int | str] = field(default_factory=dict)
     pending: dict[str, Pending] = field(default_factory=dict)
+
+
+@dataclass
+class Visitor:
+    """A model served on this node by a llama-server the supervisor does not run (an external backend). Its
+    requests take leases too, so that the node's admission applies to them and the sampler shares the board's energy
+    with them; there is no process to load, stop or count in the budget."""
+
+    generation: bool  # embeddings are never shed and take no share of the energy
+    leases: dict[str, Lease] = field(default_factory=dict)
+    waiters: OrderedDict[str, Waiter] = field(default_factory=OrderedDict)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 from django.utils import timezone
 
 from gateway.lifecycle import scheduler
-from gateway.lifecycle.book import OOM_MARGIN, Entry, Holder, Lease, Pending, Waiter, Watcher
+from gateway.lifecycle.book import OOM_MARGIN, Entry, Holder, Lease, Pending, Visitor, Waiter, Watcher
 from gateway.lifecycle.config import Setup
 from gateway.node import protocol
 from gateway.node.admission import HARD, NORMAL, OVERHEATED, SOFT, Decision
@@ -41,6 +41,17 @@ class Acquire:
     holder: int
     message_id: Any
     backend: int
+    lease: str
+
+
+@dataclass(frozen=True)
+class Admit:
+    """A request for a model on an external backend of this node: a lease for admission and energy only."""
+
+    holder: int
+    message_id: Any
+    model: str
+    generation: bool
     lease: str
 
 
@@ -228,6 +239,7 @@ class Machine:
     rules: Rules
     wall: Callable[[float], datetime] = wall_clock
     entries: dict[int, Entry] = field(default_factory=dict)
+    visitors: dict[str, Visitor] = field(default_factory=dict)  # by model id
     holders: dict[int, Holder] = field(default_factory=dict)
     available: int | None = None
     admission: Decision = field(default_factory=Decision)
@@ -266,6 +278,8 @@ class Machine:
                 times.append(at)
             if e.state == FAILED and e.wanted_now():
                 times.append(e.failed_until)
+        for visitor in self.visitors.values():
+            times += [w.deadline for w in visitor.waiters.values()]
         for holder in self.holders.values():
             times += [p.deadline for p in holder.pending.values()]
         return min(times)
@@ -311,12 +325,14 @@ class Machine:
 
     def generating(self) -> int:
         """Generation requests in flight on the node (embeddings take no share of the board's energy)."""
-        return sum(len(e.leases) for e in self.entries.values() if not e.embeddings)
+        managed = sum(len(e.leases) for e in self.entries.values() if not e.embeddings)
+        return managed + sum(len(v.leases) for v in self.visitors.values() if v.generation)
 
     def busy(self) -> int:
         """Everything the node is doing for its models: every lease, embeddings too, and every model loading (the
         sampler learns the board's idle power only when this is 0)."""
-        return sum(len(e.leases) + (e.state == STARTING) for e in self.entries.values())
+        managed = sum(len(e.leases) + (e.state == STARTING) for e in self.entries.values())
+        return managed + sum(len(v.leases) for v in self.visitors.values())
 
     def in_flight_message(self, now: float) -> dict[str, Any]:
         return {"op": "in_flight", "n": self.generating(), "busy": self.busy(), "at": now}
@@ -406,6 +422,59 @@ class Machine:
             "cold": cold,
         })  # fmt: skip
 
+    def _on_admit(self, event: Admit, now: float) -> None:
+        holder = self._holder(event.holder)
+        if event.lease in holder.leases or event.lease in holder.waiting:
+            self._reply(event.holder, event.message_id, protocol.refusal(400, "bad_message", "that lease is in use"))
+            return
+        visitor = self.visitors.setdefault(event.model, Visitor(event.generation))
+        if self.admission.state == HARD and visitor.generation:
+            a = self.admission
+            self._reply(event.holder, event.message_id, protocol.refusal(
+                503, a.code or OVERHEATED, f"The device is shedding load: {a.reason}", a.retry_after
+            ))  # fmt: skip
+        elif self._visitor_admits(visitor):
+            self._grant_visitor(event.model, visitor, event.holder, event.message_id, event.lease, now, now)
+        elif len(visitor.waiters) >= self.rules.queue_length:
+            self._reply(event.holder, event.message_id, protocol.refusal(
+                429, "model_queue_full", f"{len(visitor.waiters)} requests already wait for `{event.model}`", 5
+            ))  # fmt: skip
+        else:
+            visitor.waiters[event.lease] = Waiter(
+                event.holder, event.message_id, now, now + self.rules.load_timeout, True
+            )
+            holder.waiting[event.lease] = event.model
+
+    def _visitor_admits(self, visitor: Visitor) -> bool:
+        """Under a soft limit, one generation at a time per model, as for managed models."""
+        return self.admission.state != SOFT or not visitor.generation or not visitor.leases
+
+    def _grant_visitor(
+        self, model: str, visitor: Visitor, holder_id: int, message_id: Any, lease: str, since: float, now: float
+    ) -> None:
+        visitor.leases[lease] = Lease(holder_id, now)
+        self._holder(holder_id).leases[lease] = model
+        self._tell_in_flight(now)
+        self._reply(holder_id, message_id, {"ok": True, "waited_ms": round((now - since) * 1000, 1), "cold": False})
+
+    def _grant_visitor_waiters(self, model: str, visitor: Visitor, now: float) -> None:
+        for lease, waiter in list(visitor.waiters.items()):
+            if not self._visitor_admits(visitor):
+                break
+            del visitor.waiters[lease]
+            self._holder(waiter.holder).waiting.pop(lease, None)
+            self._grant_visitor(model, visitor, waiter.holder, waiter.message_id, lease, waiter.since, now)
+
+    def _release_visitor(self, model: str, lease: str, now: float) -> None:
+        visitor = self.visitors.get(model)
+        if visitor is None or (granted := visitor.leases.pop(lease, None)) is None:
+            return
+        self._tell_in_flight(now)
+        if visitor.generation:
+            self.effects.append(Tell({"op": "lease_ended", "lease": lease, "model": model, "start": granted.started,
+                                      "end": now}))  # fmt: skip
+        self._grant_visitor_waiters(model, visitor, now)
+
     def _on_release(self, event: Release, now: float) -> None:
         self._release(event.holder, event.lease, now)
 
@@ -415,11 +484,17 @@ class Machine:
         if holder.pending.pop(lease, None) is not None:
             return
         if (backend := holder.waiting.pop(lease, None)) is not None:
+            if isinstance(backend, str):
+                self.visitors[backend].waiters.pop(lease, None)
+                return
             entry = self.entries.get(backend)
             if entry is not None and entry.waiters.pop(lease, None) is not None:
                 self.changed.add(backend)
             return
         backend = holder.leases.pop(lease, None)
+        if isinstance(backend, str):
+            self._release_visitor(backend, lease, now)
+            return
         entry = self.entries.get(backend) if backend is not None else None
         if entry is None or (granted := entry.leases.pop(lease, None)) is None:
             return
@@ -684,6 +759,15 @@ class Machine:
             logger.info("supervisor: admission %s (%s)", decision.state, decision.reason or "within limits")
         self.admission, self.stale = decision, stale
         now = self.heard_at
+        for model, visitor in self.visitors.items():
+            if self.admission.state == HARD and visitor.generation:
+                for lease in list(visitor.waiters):
+                    self._drop_visitor_waiter(visitor, lease, protocol.refusal(
+                        503, decision.code or OVERHEATED, f"The device is shedding load: {decision.reason}",
+                        decision.retry_after,
+                    ))  # fmt: skip
+            else:
+                self._grant_visitor_waiters(model, visitor, now)
         for entry in self.entries.values():
             if not entry.waiters:
                 continue
@@ -727,6 +811,11 @@ class Machine:
         self._schedule(now)
 
     def _time_out(self, now: float) -> None:
+        for model, visitor in self.visitors.items():
+            for lease in [lease for lease, waiter in visitor.waiters.items() if waiter.deadline <= now]:
+                self._drop_visitor_waiter(visitor, lease, protocol.refusal(503, "model_load_timeout", (
+                    f"`{model}`: waited MODEL_LOAD_TIMEOUT ({self.rules.load_timeout:g} s) for a turn on the hot device"
+                ), 5))  # fmt: skip
         for entry in list(self.entries.values()):
             for lease, waiter in list(entry.waiters.items()):
                 if waiter.deadline <= now:
@@ -837,6 +926,11 @@ class Machine:
         for watcher in [w for w in entry.watchers if w.until == READY]:
             entry.watchers.remove(watcher)
             self._reply(watcher.holder, watcher.message_id, refusal)
+
+    def _drop_visitor_waiter(self, visitor: Visitor, lease: str, refusal: dict[str, Any]) -> None:
+        waiter = visitor.waiters.pop(lease)
+        self._holder(waiter.holder).waiting.pop(lease, None)
+        self._reply(waiter.holder, waiter.message_id, refusal)
 
     def _drop_waiter(self, entry: Entry, lease: str, refusal: dict[str, Any]) -> None:
         waiter = entry.waiters.pop(lease)

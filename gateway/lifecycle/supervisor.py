@@ -25,6 +25,7 @@ from gateway import llama
 from gateway.lifecycle import config, memory
 from gateway.lifecycle.machine import (
     Acquire,
+    Admit,
     Cap,
     Disconnected,
     Drain,
@@ -171,6 +172,9 @@ class NodeSupervisor:
         backend = message.get("backend")
         if op == "acquire" and isinstance(backend, int):
             self.feed(Acquire(holder, message_id, backend, str(message.get("lease"))))
+        elif op == "admit":
+            model, lease = str(message.get("model")), str(message.get("lease"))
+            self.feed(Admit(holder, message_id, model, bool(message.get("generation", True)), lease))
         elif op == "release":
             self.feed(Release(holder, str(message.get("lease"))))
         elif op == "admission":

@@ -318,9 +318,9 @@ def model_url(address: str, port: int) -> str:
 
 
 @contextlib.asynccontextmanager
-async def lease(backend: int, node: str, address: str, request_id: str) -> AsyncIterator[Grant]:
-    """A managed backend's URL and key for the time of the block; released when the block ends, however it ends.
-    `address` is how to reach its node's supervisor (`address`, above)."""
+async def _leased(node: str, address: str, message: dict[str, Any], request_id: str) -> AsyncIterator[dict[str, Any]]:
+    """The supervisor's grant of `message` (an acquire or an admit) for the time of the block; released when the
+    block ends, however it ends."""
     if not address:
         raise Refused(
             503, f"no model supervisor has started on node {node}: run `manage.py supervise` there",
@@ -329,9 +329,7 @@ async def lease(backend: int, node: str, address: str, request_id: str) -> Async
     conn = connection(address)
     name = f"{request_id}.{next(_leases)}"
     try:
-        reply = await conn.call(
-            {"op": "acquire", "backend": backend, "lease": name}, settings.MODEL_LOAD_TIMEOUT + REPLY_MARGIN
-        )
+        reply = await conn.call({**message, "lease": name}, settings.MODEL_LOAD_TIMEOUT + REPLY_MARGIN)
     except asyncio.CancelledError:
         conn.send({"op": "release", "lease": name})  # the client left while waiting: leave the queue
         raise
@@ -341,10 +339,28 @@ async def lease(backend: int, node: str, address: str, request_id: str) -> Async
     if not reply.get("ok"):
         raise refused(reply)
     try:
-        target = Target(model_url(address, reply["port"]), str(reply.get("key") or ""))
-        yield Grant(target, reply["waited_ms"], reply["cold"])
+        yield reply
     finally:
         conn.send({"op": "release", "lease": name})
+
+
+@contextlib.asynccontextmanager
+async def lease(backend: int, node: str, address: str, request_id: str) -> AsyncIterator[Grant]:
+    """A managed backend's URL and key for the time of the block (loaded on demand). `address` is how to reach its
+    node's supervisor (`address`, above)."""
+    async with _leased(node, address, {"op": "acquire", "backend": backend}, request_id) as reply:
+        target = Target(model_url(address, reply["port"]), str(reply.get("key") or ""))
+        yield Grant(target, reply["waited_ms"], reply["cold"])
+
+
+@contextlib.asynccontextmanager
+async def admit(model: str, generation: bool, node: str, address: str, request_id: str) -> AsyncIterator[float]:
+    """Admission for a request to an external backend of a supervised node, for the time of the block: the node's
+    heat and power apply to it, and its energy is measured, as for a managed model's. Yields the milliseconds it
+    waited for its turn (a hot device serves one generation at a time per model)."""
+    message = {"op": "admit", "model": model, "generation": generation}
+    async with _leased(node, address, message, request_id) as reply:
+        yield float(reply.get("waited_ms") or 0.0)
 
 
 async def command(address: str, op: str, backend_id: int | None = None, wait: bool = True) -> dict[str, Any]:
