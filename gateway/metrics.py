@@ -32,7 +32,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 if TYPE_CHECKING:
-    from gateway.requestlog.record import RequestRecord
+    from gateway.requestlog.rows import Fields
 
 if values.ValueClass is values.MutexValue:
     # Each process would count for itself only, and the scrape (which reads the files) would show nothing.
@@ -101,7 +101,7 @@ def _series(metric: MetricWrapperBase, *labels: object) -> Any:
     return metric.labels(*labels)
 
 
-def observe(record: RequestRecord) -> None:
+def observe(record: Fields) -> None:
     """Count one finished request; called once per record, as it is submitted."""
     # The model the request was routed to, never the name the client sent: labels come from the registry, so a
     # client cannot make series at will.

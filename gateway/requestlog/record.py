@@ -6,14 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
 
 from gateway import metrics
 from gateway.clientip import client_ip
@@ -21,48 +17,18 @@ from gateway.errors import APIError
 from gateway.outcomes import Answer, Asked, Route, Usage
 from gateway.relay import Stream
 from gateway.requestlog import writer
+from gateway.requestlog.rows import Fields
 
 _in_progress = 0  # records started and not yet closed, in this process
 
 
-@dataclass
-class RequestRecord:
+class RequestRecord(Fields):
     """What the gateway knows about one request, from its arrival to its log row.
 
     `start` when the request arrives, `identify` once its key is known, `close` once when it ends (answered,
     refused, cancelled, or its stream over): whoever serves the request (the API's views, the dashboard's chat) owns
     the record; the service never touches it.
     """
-
-    endpoint: str
-    method: str = "POST"
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    created: datetime = field(default_factory=timezone.now)
-    started: float = field(default_factory=time.perf_counter)
-    api_key_id: int | None = None
-    key_name: str = ""
-    owner_id: int | None = None
-    model_requested: str = ""
-    model_used: str = ""
-    backend: str = ""
-    status: int = 0
-    error_type: str = ""
-    error_code: str = ""
-    error_message: str = ""
-    stream: bool = False
-    latency_ms: float | None = None
-    ttft_ms: float | None = None
-    cold_start_ms: float | None = None  # waited for a managed model to load (gateway.lifecycle)
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    tokens_per_second: float | None = None
-    client_ip: str | None = None
-    user_agent: str = ""
-    client_gone: bool = False
-    prompt_preview: str = ""
-    completion_preview: str = ""
-    store_previews: bool = False
-    closed: bool = False
 
     @classmethod
     def start(cls, endpoint: str, method: str, meta: Mapping[str, Any]) -> RequestRecord:

@@ -4,12 +4,50 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import TYPE_CHECKING, Any
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
-if TYPE_CHECKING:
-    from gateway.requestlog.record import RequestRecord
+
+@dataclass
+class Fields:
+    """What a request's row is made of (gateway.requestlog.record.RequestRecord fills it in over the request's life)."""
+
+    endpoint: str
+    method: str = "POST"
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created: datetime = field(default_factory=timezone.now)
+    started: float = field(default_factory=time.perf_counter)
+    api_key_id: int | None = None
+    key_name: str = ""
+    owner_id: int | None = None
+    model_requested: str = ""
+    model_used: str = ""
+    backend: str = ""
+    status: int = 0
+    error_type: str = ""
+    error_code: str = ""
+    error_message: str = ""
+    stream: bool = False
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    cold_start_ms: float | None = None  # waited for a managed model to load (gateway.lifecycle)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens_per_second: float | None = None
+    client_ip: str | None = None
+    user_agent: str = ""
+    client_gone: bool = False
+    prompt_preview: str = ""
+    completion_preview: str = ""
+    store_previews: bool = False
+    closed: bool = False
+
 
 # Fields of a row that the logs API, the live tail and CSV exports show; the energy ones are its request's energy facts
 # (gateway.requestlog.models), the others its columns.
@@ -82,7 +120,7 @@ def _clip(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
-def to_row(record: RequestRecord) -> Any:
+def to_row(record: Fields) -> Any:
     """The RequestLog for a record: text clipped to its column, secrets redacted, previews only when allowed."""
     from gateway.models import RequestLog
 

@@ -20,7 +20,7 @@ from gateway.outage import COMMAND_TIMEOUT, RedisOutage
 from gateway.requestlog.rows import entry, to_row
 
 if TYPE_CHECKING:
-    from gateway.requestlog.record import RequestRecord
+    from gateway.requestlog.rows import Fields
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class _Writer:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.idle = threading.Condition(self.lock)  # notified whenever the buffer has been emptied
-        self.buffer: collections.deque[RequestRecord] = collections.deque()
+        self.buffer: collections.deque[Fields] = collections.deque()
         self.wake = threading.Event()  # a batch is ready, or someone waits in flush()
         self.retry = threading.Event()  # flush() wants a retry now rather than after RETRY_DELAY
         self.stopping = threading.Event()
@@ -49,7 +49,7 @@ class _Writer:
         self.own_loop: asyncio.AbstractEventLoop | None = None  # for publishing when there is none
         self.live_tail = RedisOutage("Request log live tail", "it pauses until Redis is back", logger)
 
-    def put(self, record: RequestRecord) -> None:
+    def put(self, record: Fields) -> None:
         warn = False
         with self.lock:
             if len(self.buffer) >= settings.LOG_BUFFER_SIZE:
@@ -158,7 +158,7 @@ class _Writer:
             self.forget_usage(rows)
             self.publish(rows)
 
-    def write(self, batch: list[RequestRecord]) -> list[Any]:
+    def write(self, batch: list[Fields]) -> list[Any]:
 
         close_old_connections()
         rows = []
@@ -274,7 +274,7 @@ def _log_publish_error(future: Any) -> None:
 _writer = _Writer()
 
 
-def submit(record: RequestRecord) -> None:
+def submit(record: Fields) -> None:
     """Hand a finished record to the writer. Never raises and never blocks the request."""
     try:
         if not settings.LOG_ENABLED:
