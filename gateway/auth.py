@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,15 @@ class _CacheEntry:
 
 _cache: dict[str, _CacheEntry] = {}
 _background: set[asyncio.Task] = set()
+
+
+def authorization(headers: Mapping[str, str]) -> str:
+    """The request's credentials as an Authorization header: its own, or the key in X-Api-Key (what Anthropic's SDKs
+    and Claude Code send)."""
+    if value := headers.get("Authorization"):
+        return value
+    key = headers.get("X-Api-Key", "")
+    return f"Bearer {key}" if key else ""
 
 
 def bearer_token(authorization: str) -> str:

@@ -88,3 +88,32 @@ def first_error(detail: Any, path: str = "") -> tuple[str, str]:
                     return first_error(inner, f"{path}[{index}]")
                 return path, str(inner)
     return path, str(detail)
+
+
+# Anthropic's status and error type for ours: its SDKs and Claude Code act on them (529 is how it says "overloaded,
+# retry later", where we answer 503).
+ANTHROPIC_ERRORS = {
+    400: (400, "invalid_request_error"), 401: (401, "authentication_error"), 403: (403, "permission_error"),
+    404: (404, "not_found_error"), 405: (405, "invalid_request_error"), 409: (409, "invalid_request_error"),
+    413: (413, "request_too_large"), 429: (429, "rate_limit_error"), 503: (529, "overloaded_error"),
+    504: (504, "timeout_error"),
+}  # fmt: skip
+
+
+def anthropic_status(error: APIError) -> tuple[int, str]:
+    return ANTHROPIC_ERRORS.get(error.status) or (
+        (error.status, "api_error") if error.status >= 500 else (400, "invalid_request_error")
+    )
+
+
+def anthropic_body(error: APIError) -> dict:
+    """The error as Anthropic's API gives it: {"type": "error", "error": {"type", "message"}}."""
+    return {"type": "error", "error": {"type": anthropic_status(error)[1], "message": error.message}}
+
+
+def anthropic_response(error: APIError) -> JsonResponse:
+    response = JsonResponse(anthropic_body(error), status=anthropic_status(error)[0])
+    for name, value in error.headers.items():
+        if name != "WWW-Authenticate":
+            response[name] = value
+    return response

@@ -49,20 +49,57 @@ def _loads(raw: bytes) -> Chunk:
 
 
 class Events(Protocol):
-    """One protocol's events: `chunks` parses one upstream event into the client's chunks (noting the usage, the first
-    token, the finish), `frames` gives its server-sent events, without parsing it where it can."""
+    """One protocol's events. `frames` gives the server-sent events for one upstream item (an `event:` line or a
+    payload), without parsing it where it can; `absorb` takes one into a whole answer, which `answer` returns once the
+    stream has ended. Either way the usage, the first token and the finish are noted."""
 
     finished: bool
 
-    def chunks(self, raw: bytes) -> list[Chunk]: ...
-
     def frames(self, raw: bytes) -> bytes: ...
 
+    def absorb(self, raw: bytes) -> None: ...
 
-class OpenAIEvents:
+    def answer(self) -> dict[str, Any]: ...
+
+    def error_frame(self, error: errors.APIError, body: dict[str, Any]) -> bytes: ...
+
+
+class Chunked:
+    """Events that become OpenAI chat or text completion chunks (`chunks`), merged into one answer as llama-server's
+    own non-streamed route returns it."""
+
+    finished: bool
+
+    def __init__(self) -> None:
+        self.whole: dict[str, Any] = {}
+        self.choices: dict[int, dict[str, Any]] = {}
+
+    def chunks(self, raw: bytes) -> list[Chunk]:
+        raise NotImplementedError
+
+    def absorb(self, raw: bytes) -> None:
+        if raw[:6] != b"event:":
+            for chunk in self.chunks(raw):
+                _merge(self.whole, self.choices, chunk)
+
+    def answer(self) -> dict[str, Any]:
+        answer = self.whole
+        answer["object"] = WHOLE_OBJECT.get(answer.get("object", ""), answer.get("object"))
+        answer["choices"] = [self.choices[index] for index in sorted(self.choices)]
+        if not answer["choices"]:
+            raise upstream.UpstreamError("backend sent no choice", 502, retryable=True)
+        return answer
+
+    def error_frame(self, error: errors.APIError, body: dict[str, Any]) -> bytes:
+        # The backend's own error event as it sent it, or the failure in OpenAI's shape; no [DONE] after it.
+        return frame(_dumps(body if "error" in body else error.body()))
+
+
+class OpenAIEvents(Chunked):
     """llama-server's own OpenAI-shaped stream (/v1/chat/completions, /v1/completions)."""
 
     def __init__(self, model: str, text_key: str, include_usage: bool, usage: Usage, previews: bool) -> None:
+        super().__init__()
         self.model, self.text_key, self.include_usage = model, text_key, include_usage
         self.usage, self.previews = usage, previews
         self.finished = False
@@ -71,6 +108,8 @@ class OpenAIEvents:
         self.rename: tuple[bytes, bytes] | None = None
 
     def frames(self, raw: bytes) -> bytes:
+        if raw[:6] == b"event:":
+            return b""  # llama-server names no events here
         rename = self.rename
         if (
             rename is not None
@@ -123,10 +162,11 @@ class OpenAIEvents:
         return out
 
 
-class TemplateEvents:
+class TemplateEvents(Chunked):
     """llama.cpp's /completion stream for a prompt the gateway rendered (gateway.prompts), as chat.completion.chunk."""
 
     def __init__(self, model: str, asked: Asked, include_usage: bool, usage: Usage, previews: bool) -> None:
+        super().__init__()
         self.model, self.asked, self.include_usage = model, asked, include_usage
         self.usage, self.previews = usage, previews
         self.finished = False
@@ -142,6 +182,8 @@ class TemplateEvents:
         }
 
     def frames(self, raw: bytes) -> bytes:
+        if raw[:6] == b"event:":
+            return b""
         return b"".join(frame(_dumps(chunk)) for chunk in self._translate(raw, whole=False))
 
     def chunks(self, raw: bytes) -> list[Chunk]:
@@ -169,6 +211,174 @@ class TemplateEvents:
         return out
 
 
+class Named:
+    """Streams whose events are named (`event: …` before each payload, the payload's `type` the same name): the
+    Responses and Messages APIs. Passed on as they came, the GGUF path replaced by the client's model name; parsed
+    while the first token is awaited and for the events that carry the model, the usage, the end or an error."""
+
+    text_events: frozenset[str] = frozenset()  # events whose arrival is a token
+    end_events: frozenset[str] = frozenset()
+    model: str
+    usage: Usage
+    previews: bool
+
+    def __init__(self, model: str, usage: Usage, previews: bool) -> None:
+        self.model, self.usage, self.previews = model, usage, previews
+        self.finished = False
+        self.event = b""  # the `event:` line of the payload to come
+        self.rename: tuple[bytes, bytes] | None = None
+        self.whole: dict[str, Any] = {}
+
+    def frames(self, raw: bytes) -> bytes:
+        if raw[:6] == b"event:":
+            self.event = raw + b"\n"
+            return b""
+        event_line, self.event = self.event, b""
+        if (
+            self.usage.first_token is not None
+            and not self.previews
+            and b'"model"' not in raw
+            and b'"usage"' not in raw
+            and b'"error"' not in raw
+            and not any(name in raw for name in self.end_markers)
+        ):
+            return event_line + frame(raw)
+        event = self._take(_loads(raw))
+        return event_line + frame(_dumps(event))
+
+    def absorb(self, raw: bytes) -> None:
+        if raw[:6] != b"event:":
+            self._add(self._take(_loads(raw)))
+
+    def _take(self, event: Chunk) -> Chunk:
+        kind = event.get("type")
+        if kind == "error":
+            raise upstream.event_error({"error": event.get("error") or event})
+        _rename_model(event, self.model)
+        if kind in self.text_events:
+            self.usage.first()
+            if self.previews and len(self.usage.completion_preview) < PREVIEW_CHARS_MAX:
+                self.usage.completion_preview += self._text(event)
+        self._note(event)
+        if kind in self.end_events:
+            self.finished = True
+        return event
+
+    @property
+    def end_markers(self) -> tuple[bytes, ...]:
+        return tuple(f'"{name}"'.encode() for name in self.end_events)
+
+    def _text(self, event: Chunk) -> str:
+        return ""
+
+    def _note(self, event: Chunk) -> None:
+        """The usage an event carries."""
+
+    def _add(self, event: Chunk) -> None:
+        raise NotImplementedError
+
+    def answer(self) -> dict[str, Any]:
+        return self.whole
+
+
+class ResponsesEvents(Named):
+    """OpenAI's Responses API as llama-server streams it: typed events, the whole response in `response.completed`
+    (with the usage), which is also the whole answer."""
+
+    text_events = frozenset({
+        "response.output_text.delta", "response.function_call_arguments.delta", "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta", "response.refusal.delta",
+    })  # fmt: skip
+    end_events = frozenset({"response.completed", "response.incomplete"})
+
+    def _text(self, event: Chunk) -> str:
+        return str(event.get("delta") or "") if event.get("type") == "response.output_text.delta" else ""
+
+    def _note(self, event: Chunk) -> None:
+        if event.get("type") == "response.failed":
+            response = event.get("response") or {}
+            error = response.get("error") or {"message": "the backend failed the response", "type": "server_error"}
+            raise upstream.event_error({"error": error})
+        response = event.get("response")
+        if isinstance(response, dict) and response.get("usage"):
+            usage = response["usage"]
+            self.usage.count({"prompt_tokens": usage.get("input_tokens"), "completion_tokens": usage.get("output_tokens")},
+                             event.get("timings"))  # fmt: skip
+
+    def _add(self, event: Chunk) -> None:
+        if event.get("type") in self.end_events:
+            self.whole = dict(event.get("response") or {})
+            # As llama-server's own non-streamed answer has it.
+            self.whole.setdefault("completed_at", self.whole.get("created_at"))
+
+    def error_frame(self, error: errors.APIError, body: dict[str, Any]) -> bytes:
+        event = {"type": "error", "code": error.code, "message": error.message, "param": error.param}
+        return b"event: error\n" + frame(_dumps(event))
+
+
+class AnthropicEvents(Named):
+    """Anthropic's Messages API as llama-server streams it: message_start (the model, the input's usage), content
+    blocks (text, tool_use with its input as JSON deltas, thinking), message_delta (the stop and the output's usage),
+    message_stop; put together into the message llama-server's own non-streamed route returns."""
+
+    text_events = frozenset({"content_block_delta"})
+    end_events = frozenset({"message_stop"})
+
+    def __init__(self, model: str, usage: Usage, previews: bool) -> None:
+        super().__init__(model, usage, previews)
+        self.blocks: dict[int, dict[str, Any]] = {}
+        self.partial_json: dict[int, str] = {}
+        self.input_tokens = 0
+
+    def _text(self, event: Chunk) -> str:
+        delta = event.get("delta") or {}
+        return str(delta.get("text") or "") if delta.get("type") == "text_delta" else ""
+
+    def _note(self, event: Chunk) -> None:
+        kind = event.get("type")
+        usage = (event.get("message") or {}).get("usage") if kind == "message_start" else event.get("usage")
+        if not isinstance(usage, dict):
+            return
+        if kind == "message_start":
+            # Anthropic counts the prompt's cached tokens apart from its input tokens: the prompt is all of them.
+            self.input_tokens = sum(int(usage.get(name) or 0) for name in
+                                    ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"))  # fmt: skip
+        self.usage.count({"prompt_tokens": self.input_tokens, "completion_tokens": usage.get("output_tokens")})
+
+    def _add(self, event: Chunk) -> None:
+        kind = event.get("type")
+        index = int(event.get("index") or 0)
+        if kind == "message_start":
+            self.whole = dict(event.get("message") or {})
+        elif kind == "content_block_start":
+            self.blocks[index] = dict(event.get("content_block") or {})
+        elif kind == "content_block_delta":
+            block, delta = self.blocks.setdefault(index, {}), event.get("delta") or {}
+            if delta.get("type") == "input_json_delta":
+                self.partial_json[index] = self.partial_json.get(index, "") + str(delta.get("partial_json") or "")
+            for name in ("text", "thinking", "signature"):
+                if name in delta:
+                    block[name] = block.get(name, "") + str(delta[name] or "")
+        elif kind == "content_block_stop" and index in self.partial_json:
+            self.blocks[index]["input"] = json.loads(self.partial_json.pop(index) or "{}")
+        elif kind == "message_delta":
+            self.whole.update(event.get("delta") or {})
+            self.whole["usage"] = {**(self.whole.get("usage") or {}), **(event.get("usage") or {})}
+
+    def answer(self) -> dict[str, Any]:
+        return {**self.whole, "content": [self.blocks[index] for index in sorted(self.blocks)]}
+
+    def error_frame(self, error: errors.APIError, body: dict[str, Any]) -> bytes:
+        return b"event: error\n" + frame(_dumps(errors.anthropic_body(error)))
+
+
+def _rename_model(event: Chunk, model: str) -> None:
+    """The client's model name wherever llama-server put its own (a GGUF path): the event, or its message or response."""
+    for holder in (event, event.get("message"), event.get("response")):
+        if isinstance(holder, dict) and "model" in holder:
+            holder["model"] = model
+
+
 @dataclass
 class Upstream:
     """A backend's stream whose first events have arrived: `batches` (a started generator that owns the connection,
@@ -188,8 +398,6 @@ class Upstream:
 
 async def whole(source: Upstream, events: Events) -> dict:
     """Read a backend's stream to its end and return the one answer it spells; a failure raises UpstreamError."""
-    answer: dict[str, Any] = {}
-    choices: dict[int, dict[str, Any]] = {}
     try:
         async for batch in source.each():
             for raw in batch:
@@ -197,15 +405,12 @@ async def whole(source: Upstream, events: Events) -> dict:
                     continue
                 if raw == b"[DONE]":
                     break
-                for chunk in events.chunks(raw):
-                    _merge(answer, choices, chunk)
+                events.absorb(raw)
     finally:
         await source.close()
-    answer["object"] = WHOLE_OBJECT.get(answer.get("object", ""), answer.get("object"))
-    answer["choices"] = [choices[index] for index in sorted(choices)]
-    if not events.finished or not answer["choices"]:
+    if not events.finished:
         raise upstream.UpstreamError("backend ended the stream before the answer was complete", 502, retryable=True)
-    return answer
+    return events.answer()
 
 
 @dataclass(frozen=True)
@@ -257,7 +462,7 @@ class Stream:
             yield DONE_FRAME
         except upstream.UpstreamError as exc:
             ending = Ending(502, as_api_error(exc))
-            yield frame(_dumps(exc.body if "error" in exc.body else as_api_error(exc).body()))
+            yield self.events.error_frame(ending.error, exc.body)  # type: ignore[arg-type]
         except (asyncio.CancelledError, GeneratorExit):
             ending = Ending(499, client_gone=True)
             raise
@@ -273,7 +478,7 @@ class Stream:
                     if raw == b"[DONE]":
                         break
                     if raw != upstream.KEEPALIVE:
-                        for chunk in self.events.chunks(raw):
+                        for chunk in self.events.chunks(raw):  # type: ignore[attr-defined]  # chat: OpenAIEvents
                             yield chunk
             self._check_finished()
         except upstream.UpstreamError as exc:

@@ -108,6 +108,18 @@ async def resolve(model_id: object, allowed_ids: frozenset[int]) -> ModelInfo:
     return info
 
 
+GENERATION = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages")
+
+
+def require(info: ModelInfo, endpoint: str) -> None:
+    """PLACEHOLDER until the capabilities land: 400 when the model does not serve `endpoint`."""
+    serves = ("/v1/embeddings",) if info.kind == "embedding" else GENERATION
+    if endpoint not in serves:
+        raise errors.invalid(
+            f"`{info.model_id}` is a {info.kind} model: it serves {', '.join(serves)}, not {endpoint}", param="model"
+        )
+
+
 def candidates(info: ModelInfo) -> list[BackendInfo]:
     """Backends to try, in order: out of cool-off and with room, least loaded for their weight first."""
     now = time.monotonic()

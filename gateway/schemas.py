@@ -189,6 +189,47 @@ class CompletionRequestSerializer(SamplingSerializer):
     suffix = StrictCharField(required=False, allow_null=True)
 
 
+class ResponsesRequestSerializer(serializers.Serializer):
+    """OpenAI's Responses API: what the gateway reads of it; the rest (tools, instructions, reasoning, …) goes on to
+    llama-server as it came."""
+
+    passes_unknown_fields: ClassVar[bool] = True
+    model = StrictCharField()
+    input = AnyJSONField((str, list))
+    stream = StrictBooleanField(required=False, default=False)
+    max_output_tokens = StrictIntegerField(required=False, allow_null=True, min_value=1)
+    previous_response_id = StrictCharField(required=False, allow_null=True)
+    store = StrictBooleanField(required=False, allow_null=True)
+
+
+class ResponsesInputTokensSerializer(serializers.Serializer):
+    passes_unknown_fields: ClassVar[bool] = True
+    model = StrictCharField()
+    input = AnyJSONField((str, list))
+
+
+class MessagesRequestSerializer(serializers.Serializer):
+    """Anthropic's Messages API: what the gateway reads of it; the rest (system, tools, tool_choice, thinking, …)
+    goes on to llama-server as it came."""
+
+    passes_unknown_fields: ClassVar[bool] = True
+    model = StrictCharField()
+    messages = AnyJSONField((list,))
+    max_tokens = StrictIntegerField(min_value=1)
+    stream = StrictBooleanField(required=False, default=False)
+
+    def validate_messages(self, value: list) -> list:
+        if not value or not all(isinstance(m, dict) and m.get("role") in ("user", "assistant") for m in value):
+            raise serializers.ValidationError("must be a non-empty list of user and assistant messages")
+        return value
+
+
+class CountTokensSerializer(serializers.Serializer):
+    passes_unknown_fields: ClassVar[bool] = True
+    model = StrictCharField()
+    messages = AnyJSONField((list,))
+
+
 class EmbeddingRequestSerializer(serializers.Serializer):
     passes_unknown_fields: ClassVar[bool] = False
     model = StrictCharField()

@@ -29,6 +29,7 @@ from gateway.routing import BackendInfo, ModelInfo
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 EventsFor = Callable[[Usage], relay.Events]
+CHAT, COMPLETIONS, RESPONSES, MESSAGES = "/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages"
 # OpenAI fields with a different name or meaning in llama-server's own /completion API.
 COMPLETION_FIELD_MAP = {"max_tokens": "n_predict", "temperature": "temperature", "top_p": "top_p", "seed": "seed",
                         "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty",
@@ -53,7 +54,7 @@ async def chat(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Stream:
     """A chat completion: a whole Answer, or a Stream when the client asked for one."""
     route = Route()
     with _routing(route):
-        data, extra, info = await _generation_request(schemas.ChatRequestSerializer, key, body, route)
+        data, extra, info = await _generation_request(schemas.ChatRequestSerializer, key, body, route, CHAT)
         images.check_messages(data["messages"], vision=info.kind == ModelKind.VISION)
         usage = Usage(
             prompt_preview=prompts.message_text(data["messages"][-1].get("content")) if asked.previews else ""
@@ -65,7 +66,7 @@ async def chat(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Stream:
             def events(usage: Usage) -> relay.Events:
                 return relay.OpenAIEvents(data["model"], "content", include_usage, usage, asked.previews)
 
-            return await _generate(key, info, data, asked, route, usage, "/v1/chat/completions", payload, events)
+            return await _generate(key, info, data, asked, route, usage, CHAT, payload, events)
         payload = _template_payload(info, data, extra)
 
         def template_events(usage: Usage) -> relay.Events:
@@ -77,7 +78,9 @@ async def chat(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Stream:
 async def completion(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Stream:
     route = Route()
     with _routing(route):
-        data, extra, info = await _generation_request(schemas.CompletionRequestSerializer, key, body, route)
+        data, extra, info = await _generation_request(
+            schemas.CompletionRequestSerializer, key, body, route, COMPLETIONS
+        )
         previews = asked.previews and isinstance(data["prompt"], str)
         usage = Usage(prompt_preview=data["prompt"] if previews else "")
         include_usage = _include_usage(data)
@@ -86,17 +89,18 @@ async def completion(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Str
         def events(usage: Usage) -> relay.Events:
             return relay.OpenAIEvents(data["model"], "text", include_usage, usage, asked.previews)
 
-        return await _generate(key, info, data, asked, route, usage, "/v1/completions", payload, events)
+        return await _generate(key, info, data, asked, route, usage, COMPLETIONS, payload, events)
 
 
-async def _generation_request(serializer: type, key: APIKey, body: Any, route: Route) -> tuple[dict, dict, ModelInfo]:
-    """Validate a chat or text completion request and find its model."""
+async def _generation_request(
+    serializer: type, key: APIKey, body: Any, route: Route, endpoint: str
+) -> tuple[dict, dict, ModelInfo]:
+    """Validate a generation request and find its model, which must serve `endpoint`."""
     data, extra = schemas.validate(serializer, body, extra_allowed=True)
-    route.model_requested, route.stream = data["model"], data["stream"]
+    route.model_requested, route.stream = data["model"], bool(data.get("stream"))
     info = await routing.resolve(data["model"], key.allowed_model_ids)
     route.model_used = info.model_id
-    if info.kind == ModelKind.EMBEDDING:
-        raise errors.invalid(f"`{info.model_id}` is an embedding model: use /v1/embeddings", param="model")
+    routing.require(info, endpoint)
     return data, extra, info
 
 
@@ -185,6 +189,97 @@ def _effective_max_tokens(info: ModelInfo, data: dict) -> int | None:
     return min(asked, cap) if asked and cap else asked or cap
 
 
+# --- the Responses and Messages APIs (llama-server speaks both: the gateway passes them on) ---
+
+
+async def responses(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Stream:
+    """OpenAI's Responses API, stateless as llama-server's: the whole conversation comes with each request."""
+    route = Route()
+    with _routing(route):
+        data, _, info = await _generation_request(schemas.ResponsesRequestSerializer, key, body, route, RESPONSES)
+        if data.get("previous_response_id"):
+            raise errors.invalid(
+                "This gateway keeps no responses (llama-server's Responses API is stateless): send the conversation "
+                "so far in `input` instead of previous_response_id.",
+                param="previous_response_id",
+            )
+        _needs_the_models_template(info, RESPONSES)
+        items = data["input"] if isinstance(data["input"], list) else [{"content": data["input"]}]
+        usage = Usage(prompt_preview=_last_text(items) if asked.previews else "")
+        payload = _passed_on(info, body, "max_output_tokens")
+
+        def events(usage: Usage) -> relay.Events:
+            return relay.ResponsesEvents(data["model"], usage, asked.previews)
+
+        return await _generate(key, info, data, asked, route, usage, RESPONSES, payload, events)
+
+
+async def messages(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Stream:
+    """Anthropic's Messages API."""
+    route = Route()
+    with _routing(route):
+        data, _, info = await _generation_request(schemas.MessagesRequestSerializer, key, body, route, MESSAGES)
+        _needs_the_models_template(info, MESSAGES)
+        usage = Usage(prompt_preview=_last_text(data["messages"]) if asked.previews else "")
+        payload = _passed_on(info, body, "max_tokens")
+
+        def events(usage: Usage) -> relay.Events:
+            return relay.AnthropicEvents(data["model"], usage, asked.previews)
+
+        return await _generate(key, info, data, asked, route, usage, MESSAGES, payload, events)
+
+
+async def input_tokens(key: APIKey, body: Any, asked: Asked) -> Answer:
+    """The Responses API's count of a request's input tokens, by the model's own llama-server."""
+    return await _count_tokens(key, body, asked, schemas.ResponsesInputTokensSerializer, RESPONSES)
+
+
+async def count_tokens(key: APIKey, body: Any, asked: Asked) -> Answer:
+    """The Messages API's count of a request's input tokens, by the model's own llama-server."""
+    return await _count_tokens(key, body, asked, schemas.CountTokensSerializer, MESSAGES)
+
+
+async def _count_tokens(key: APIKey, body: Any, asked: Asked, serializer: type, endpoint: str) -> Answer:
+    """Asked of the model's llama-server (loaded like any request), never shed, not counted as tokens used."""
+    route = Route()
+    with _routing(route):
+        _, _, info = await _generation_request(serializer, key, body, route, endpoint)
+        _needs_the_models_template(info, endpoint)
+        path = "/v1/responses/input_tokens" if endpoint == RESPONSES else "/v1/messages/count_tokens"
+        result = await _post_answer(key, info, asked, route, path, {**body, "model": info.model_id}, generation=False)
+    return Answer(result, route)
+
+
+def _passed_on(info: ModelInfo, body: dict, max_tokens_field: str) -> dict:
+    """The request as the client sent it, over the model's defaults, for our model, streamed (gateway.relay), with
+    the model's cap on its length."""
+    payload = {**info.default_params, **body, "model": info.model_id, "stream": True}
+    asked_for = body.get(max_tokens_field)
+    cap = info.max_tokens_cap
+    if cap:
+        payload[max_tokens_field] = min(asked_for, cap) if asked_for else cap
+    return payload
+
+
+def _needs_the_models_template(info: ModelInfo, endpoint: str) -> None:
+    if info.prompt_format != PromptFormat.SERVER and info.kind != ModelKind.VISION:
+        raise errors.invalid(
+            f"{endpoint} needs the model's own chat template, which converts its messages, tools and tool results: "
+            f"`{info.model_id}` uses the gateway-side '{info.prompt_format}' format (use /v1/chat/completions)",
+            param="model",
+        )
+
+
+def _last_text(items: list) -> str:
+    """The text of the last message or input item: a string, or its text parts (OpenAI's and Anthropic's)."""
+    last = items[-1] if items and isinstance(items[-1], dict) else {}
+    content = last.get("content")
+    if isinstance(content, list):
+        parts = [p for p in content if isinstance(p, dict) and p.get("type") in ("text", "input_text")]
+        return "\n".join(str(part.get("text") or "") for part in parts)
+    return content if isinstance(content, str) else ""
+
+
 # --- embeddings ---
 
 
@@ -195,28 +290,40 @@ async def embeddings(key: APIKey, body: Any, asked: Asked) -> Answer:
         route.model_requested = data["model"]
         info = await routing.resolve(data["model"], key.allowed_model_ids)
         route.model_used = info.model_id
-        if info.kind != ModelKind.EMBEDDING:
-            raise errors.invalid(f"`{info.model_id}` is not an embedding model", param="model")
+        routing.require(info, "/v1/embeddings")
         payload = {"input": data["input"], "model": info.model_id, "encoding_format": "float"}
         usage = Usage()
-        lease = await limits.admit(key, asked.request_id, info.request_timeout)
-        try:
-
-            async def post(backend: BackendInfo) -> dict:
-                async with _reach(backend, info.model_id, False, asked, route) as target:
-                    return await upstream.post_json(target, "/v1/embeddings", payload, info.request_timeout)
-
-            result = await _first_answering(info, post)
-            usage.count(result.get("usage"))
-            usage.first()
-        finally:
-            await asyncio.shield(limits.release(lease, usage.tokens))
+        result = await _post_answer(key, info, asked, route, "/v1/embeddings", payload, generation=False, usage=usage)
     result["model"] = data["model"]
     if data["encoding_format"] == "base64":
         for item in result.get("data", []):
             vector = item["embedding"]
             item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
     return Answer(result, route, usage)
+
+
+async def _post_answer(
+    key: APIKey, info: ModelInfo, asked: Asked, route: Route, path: str, payload: dict, generation: bool,
+    usage: Usage | None = None,
+) -> dict:  # fmt: skip
+    """One JSON answer from the first of the model's backends that gives it, within the key's limits; the tokens
+    of its `usage` are counted in `usage` (and against the key) when one is given."""
+    lease = await limits.admit(key, asked.request_id, info.request_timeout)
+    tokens = 0
+    try:
+
+        async def post(backend: BackendInfo) -> dict:
+            async with _reach(backend, info.model_id, generation, asked, route) as target:
+                return await upstream.post_json(target, path, payload, info.request_timeout)
+
+        result = await _first_answering(info, post)
+        if usage is not None:
+            usage.count(result.get("usage"))
+            usage.first()
+            tokens = usage.tokens
+    finally:
+        await asyncio.shield(limits.release(lease, tokens))
+    return result
 
 
 # --- reaching a backend ---

@@ -140,7 +140,8 @@ def answer_message(status: int, raw: bytes) -> str:
 async def stream(
     target: Target, path: str, payload: dict, timeout: float, keepalive: float
 ) -> AsyncIterator[list[bytes]]:
-    """POST and yield the SSE payloads (after `data: `) as they arrive, those that arrived together in one list; a
+    """POST and yield the SSE payloads (after `data: `) as they arrive, those that arrived together in one list; an
+    `event:` line (the Responses and Messages streams name their events) is yielded as it is, before its payload; a
     comment line (llama-server's own keep-alive), or `keepalive` seconds of silence, is KEEPALIVE.
 
     Errors before the first byte raise UpstreamError; a failure later ends the iteration with UpstreamError too
@@ -169,9 +170,9 @@ async def stream(
                 # Whatever has arrived, split into lines here: aiohttp's line iterator costs a read call per line.
                 *lines, pending = (pending + data).split(b"\n")
                 batch = [
-                    line[5:].strip() if line[:1] == b"d" else KEEPALIVE
+                    line[5:].strip() if line[:1] == b"d" else KEEPALIVE if line[:1] == b":" else line.rstrip()
                     for line in lines
-                    if line[:5] == b"data:" or line[:1] == b":"
+                    if line[:5] == b"data:" or line[:1] == b":" or line[:6] == b"event:"
                 ]
                 if batch:
                     yield batch

@@ -25,6 +25,10 @@ urlpatterns = [
     path("v1/chat/completions", views.chat_completions, name="chat-completions"),
     path("v1/completions", views.completions, name="completions"),
     path("v1/embeddings", views.embeddings, name="embeddings"),
+    path("v1/responses", views.responses, name="responses"),
+    path("v1/responses/input_tokens", views.responses_input_tokens, name="responses-input-tokens"),
+    path("v1/messages", views.messages, name="messages"),
+    path("v1/messages/count_tokens", views.messages_count_tokens, name="messages-count-tokens"),
     path("v1/models", views.models, name="models"),
     path("v1/models/<anytext:model_id>", views.model_detail, name="model-detail"),
 ]

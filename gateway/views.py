@@ -33,19 +33,24 @@ def _read_json(request: HttpRequest) -> Any:
         raise errors.invalid(f"The request body is not valid JSON: {exc}") from None
 
 
-async def _api(request: HttpRequest, handler: Handler, method: str = "POST") -> HttpResponse:
+async def _api(
+    request: HttpRequest,
+    handler: Handler,
+    method: str = "POST",
+    render: Callable[[errors.APIError], HttpResponse] = errors.APIError.response,
+) -> HttpResponse:
     """An API request from arrival to response; its record is closed once, from the outcome or the error (a
-    stream's when it ends)."""
+    stream's when it ends). `render` gives an error its protocol's shape (OpenAI's, or Anthropic's)."""
     record = RequestRecord.start(request.path, request.method or "", request.META)
     try:
         with record.failing():
             if request.method != method:
                 raise errors.method_not_allowed(request.method or "", (method,))
-            key = await auth.authenticate(request.headers.get("Authorization", ""))
+            key = await auth.authenticate(auth.authorization(request.headers))
             record.identify(key)
             outcome = await handler(request, key, record.asked())
     except errors.APIError as exc:
-        response: HttpResponse = exc.response()
+        response: HttpResponse = render(exc)
     else:
         record.follow(outcome)
         if isinstance(outcome, relay.Stream):
@@ -76,6 +81,26 @@ async def completions(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 async def embeddings(request: HttpRequest) -> HttpResponse:
     return await _api(request, _with_body(service.embeddings))
+
+
+@csrf_exempt
+async def responses(request: HttpRequest) -> HttpResponse:
+    return await _api(request, _with_body(service.responses))
+
+
+@csrf_exempt
+async def responses_input_tokens(request: HttpRequest) -> HttpResponse:
+    return await _api(request, _with_body(service.input_tokens))
+
+
+@csrf_exempt
+async def messages(request: HttpRequest) -> HttpResponse:
+    return await _api(request, _with_body(service.messages), render=errors.anthropic_response)
+
+
+@csrf_exempt
+async def messages_count_tokens(request: HttpRequest) -> HttpResponse:
+    return await _api(request, _with_body(service.count_tokens), render=errors.anthropic_response)
 
 
 def _model_object(info: routing.ModelInfo) -> dict:

@@ -19,6 +19,12 @@ from aiohttp import web
 LOADING = {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}  # llama-server's, to all
 
 
+FAKE_GGUF = "/models/fake-model.gguf"  # the model's name as llama-server gives it: its file
+# The arguments of a tool call, as a model writes them: in parts.
+TOOL_ARGUMENT_PARTS = ['{"city": ', '"Paris"}']
+TOOL_ARGUMENTS = "".join(TOOL_ARGUMENT_PARTS)
+
+
 @dataclass
 class FakeLlama:
     port: int
@@ -160,6 +166,75 @@ class FakeLlama:
         await response.write(b"data: [DONE]\n\n")
         return response
 
+    async def _named_stream(self, request: web.Request, events: list[dict]) -> web.StreamResponse:
+        """A stream of named events, as llama-server's Responses and Messages routes send them."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for event in events:
+            await response.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+        return response
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """The Responses API, streamed only (the gateway always asks for a stream): a function call when the
+        request has tools, else text; the model's GGUF path as llama-server gives it."""
+        body = await self._remember(request)
+        created, usage = (
+            int(time.time()),
+            {"input_tokens": 5, "output_tokens": self.tokens, "total_tokens": 5 + self.tokens},
+        )
+        start = {"id": "resp_fake", "object": "response", "status": "in_progress"}
+        if body.get("tools"):
+            name = body["tools"][0]["name"]
+            item = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": name, "arguments": "",
+                    "status": "in_progress"}  # fmt: skip
+            done = {**item, "arguments": TOOL_ARGUMENTS, "status": "completed"}
+            middle = [{"type": "response.output_item.added", "output_index": 0, "item": item}] + [
+                {"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 0, "delta": part}
+                for part in TOOL_ARGUMENT_PARTS
+            ] + [
+                {"type": "response.function_call_arguments.done", "item_id": "fc_1", "output_index": 0,
+                 "arguments": TOOL_ARGUMENTS},
+                {"type": "response.output_item.done", "output_index": 0, "item": done},
+            ]  # fmt: skip
+        else:
+            text = " tok" * self.tokens
+            done = {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}]}  # fmt: skip
+            middle = [
+                {"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0,
+                 "delta": " tok"}
+                for _ in range(self.tokens)
+            ] + [{"type": "response.output_item.done", "output_index": 0, "item": done}]  # fmt: skip
+        completed = {**start, "created_at": created, "status": "completed", "model": FAKE_GGUF, "output": [done],
+                     "usage": usage}  # fmt: skip
+        events = [{"type": "response.created", "response": start}, *middle,
+                  {"type": "response.completed", "response": completed}]  # fmt: skip
+        return await self._named_stream(request, events)
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        """The Messages API, streamed only: a tool_use block when the request has tools, else text."""
+        body = await self._remember(request)
+        message = {"id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": FAKE_GGUF,
+                   "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 0}}  # fmt: skip
+        if body.get("tools"):
+            block = {"type": "tool_use", "id": "toolu_1", "name": body["tools"][0]["name"], "input": {}}
+            deltas = [{"type": "input_json_delta", "partial_json": part} for part in TOOL_ARGUMENT_PARTS]
+            stop = "tool_use"
+        else:
+            block = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": " tok"} for _ in range(self.tokens)]
+            stop = "max_tokens"
+        events = [
+            {"type": "message_start", "message": message},
+            {"type": "content_block_start", "index": 0, "content_block": block},
+            *({"type": "content_block_delta", "index": 0, "delta": delta} for delta in deltas),
+            {"type": "content_block_stop", "index": 0},
+            {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+             "usage": {"output_tokens": self.tokens}},
+            {"type": "message_stop"},
+        ]  # fmt: skip
+        return await self._named_stream(request, events)
+
     async def embeddings(self, request: web.Request) -> web.Response:
         body = await self._remember(request)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -177,6 +252,8 @@ class FakeLlama:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_post("/v1/responses", self.responses)
+        app.router.add_post("/v1/messages", self.messages)
         return app
 
     async def serve(self) -> None:

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
@@ -89,14 +90,28 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         shutil.rmtree(_own_metrics_dirs.pop(process.pid), ignore_errors=True)
 
 
-def send_chat_request(base_url: str, api_key: str, body: dict) -> socket.socket:
-    """A raw HTTP/1.1 POST to /v1/chat/completions, so that a test decides the exact moment the connection closes."""
+def send_chat_request(base_url: str, api_key: str, body: dict, path: str = "/v1/chat/completions") -> socket.socket:
+    """A raw HTTP/1.1 POST (to /v1/chat/completions unless `path` says), so that a test decides the exact moment the
+    connection closes."""
     address = urlsplit(base_url)
     payload = json.dumps(body).encode()
     head = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {address.netloc}\r\nAuthorization: Bearer {api_key}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {address.netloc}\r\nAuthorization: Bearer {api_key}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
     )
     connection = socket.create_connection((address.hostname, address.port), timeout=60)
     connection.sendall(head.encode() + payload)
     return connection
+
+
+def logged_row(request_id: str, limit: float = 15) -> Any:
+    """The RequestLog row of a request a live server answered, once its writer has written it."""
+    from gateway.models import RequestLog
+
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        row = RequestLog.objects.filter(request_id=request_id).first()
+        if row is not None:
+            return row
+        time.sleep(0.1)
+    raise AssertionError(f"no log row for request {request_id} after {limit:.0f} s")

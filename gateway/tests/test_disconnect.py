@@ -31,26 +31,43 @@ def close_and_time_until_idle(connection: socket.socket, llama_url: str) -> floa
     return seconds_until_idle(llama_url, limit=30)
 
 
-def last_row() -> RequestLog:
+def last_row(endpoint: str = "/v1/chat/completions") -> RequestLog:
     deadline = time.monotonic() + 15
-    while (row := RequestLog.objects.filter(endpoint="/v1/chat/completions").first()) is None:
+    while (row := RequestLog.objects.filter(endpoint=endpoint).first()) is None:
         assert time.monotonic() < deadline, "no log row for the abandoned request"
         time.sleep(0.1)
     return row
 
 
+STORY = "Tell me a story."
+STREAMS = {
+    # endpoint: (its streamed request, the bytes of a token event)
+    "/v1/chat/completions": ({"stream": True, **LONG}, b'"content":"'),
+    "/v1/responses": (
+        {"stream": True, "input": STORY, "max_output_tokens": 800, "ignore_eos": True},
+        b"output_text.delta",
+    ),
+    "/v1/messages": (
+        {"stream": True, "messages": [{"role": "user", "content": STORY}], "max_tokens": 800, "ignore_eos": True},
+        b"text_delta",
+    ),
+}
+
+
+@pytest.mark.parametrize("endpoint", STREAMS)
 def test_a_stream_closed_by_the_client_frees_the_slot_within_a_second(
-    live_gateway: str, api_key: str, chat_model: str, idle_llama: str
+    live_gateway: str, api_key: str, chat_model: str, idle_llama: str, endpoint: str
 ) -> None:
-    connection = send_chat_request(live_gateway, api_key, {"model": chat_model, "stream": True, **LONG})
+    body, token = STREAMS[endpoint]
+    connection = send_chat_request(live_gateway, api_key, {"model": chat_model, **body}, endpoint)
     received = b""
-    while received.count(b'"content":"') < 3:  # a few tokens have arrived
+    while received.count(token) < 3:  # a few tokens have arrived
         received += connection.recv(65536)
     assert busy_slots(idle_llama) == 1
     freed_after = close_and_time_until_idle(connection, idle_llama)
-    print(f"slot idle {freed_after * 1000:.0f} ms after the streaming client closed")
+    print(f"{endpoint}: slot idle {freed_after * 1000:.0f} ms after the streaming client closed")
     assert freed_after <= FREED_WITHIN
-    row = last_row()
+    row = last_row(endpoint)
     assert (row.status, row.client_gone) == (499, True)
 
 

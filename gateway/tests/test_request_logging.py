@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
 from gateway.models import APIKey, RequestLog
 from gateway.tests.conftest import post
+from tests.live import logged_row
 
 CHAT = "/v1/chat/completions"
 
 
 def row_for(response: httpx.Response, limit: float = 15) -> RequestLog:
     """The row of a response, once the server's writer has flushed it."""
-    request_id = response.headers["X-Request-Id"]
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        row = RequestLog.objects.filter(request_id=request_id).first()
-        if row is not None:
-            return row
-        time.sleep(0.1)
-    raise AssertionError(f"no log row for request {request_id} after {limit:.0f} s")
+    return logged_row(response.headers["X-Request-Id"], limit)
 
 
 def test_a_successful_chat_is_recorded_with_tokens_and_timings(
