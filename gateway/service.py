@@ -53,7 +53,8 @@ async def chat(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Stream:
     """A chat completion: a whole Answer, or a Stream when the client asked for one."""
     route = Route()
     with _routing(route):
-        data, extra, info = await _generation_request(schemas.ChatRequestSerializer, key, body, route)
+        data, extra, info = await _generation_request(schemas.ChatRequestSerializer, "/v1/chat/completions", key, body,
+                                                      route)  # fmt: skip
         images.check_messages(data["messages"], vision=info.kind == ModelKind.VISION)
         usage = Usage(
             prompt_preview=prompts.message_text(data["messages"][-1].get("content")) if asked.previews else ""
@@ -77,7 +78,8 @@ async def chat(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Stream:
 async def completion(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Stream:
     route = Route()
     with _routing(route):
-        data, extra, info = await _generation_request(schemas.CompletionRequestSerializer, key, body, route)
+        data, extra, info = await _generation_request(schemas.CompletionRequestSerializer, "/v1/completions", key, body,
+                                                      route)  # fmt: skip
         previews = asked.previews and isinstance(data["prompt"], str)
         usage = Usage(prompt_preview=data["prompt"] if previews else "")
         include_usage = _include_usage(data)
@@ -89,15 +91,22 @@ async def completion(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Str
         return await _generate(key, info, data, asked, route, usage, "/v1/completions", payload, events)
 
 
-async def _generation_request(serializer: type, key: APIKey, body: Any, route: Route) -> tuple[dict, dict, ModelInfo]:
+async def _generation_request(
+    serializer: type, endpoint: str, key: APIKey, body: Any, route: Route
+) -> tuple[dict, dict, ModelInfo]:
     """Validate a chat or text completion request and find its model."""
     data, extra = schemas.validate(serializer, body, extra_allowed=True)
-    route.model_requested, route.stream = data["model"], data["stream"]
+    route.stream = data["stream"]
+    return data, extra, await _model(data, key, route, endpoint)
+
+
+async def _model(data: dict, key: APIKey, route: Route, endpoint: str) -> ModelInfo:
+    """The model a request names, if the key may use it and it serves `endpoint` (gateway.routing.require)."""
+    route.model_requested = data["model"]
     info = await routing.resolve(data["model"], key.allowed_model_ids)
     route.model_used = info.model_id
-    if info.kind == ModelKind.EMBEDDING:
-        raise errors.invalid(f"`{info.model_id}` is an embedding model: use /v1/embeddings", param="model")
-    return data, extra, info
+    routing.require(info, endpoint)
+    return info
 
 
 def _include_usage(data: dict) -> bool:
@@ -185,38 +194,86 @@ def _effective_max_tokens(info: ModelInfo, data: dict) -> int | None:
     return min(asked, cap) if asked and cap else asked or cap
 
 
-# --- embeddings ---
+# --- embeddings, reranking, transcriptions: one whole answer ---
 
 
 async def embeddings(key: APIKey, body: Any, asked: Asked) -> Answer:
     route = Route()
     with _routing(route):
         data, _ = schemas.validate(schemas.EmbeddingRequestSerializer, body, extra_allowed=False)
-        route.model_requested = data["model"]
-        info = await routing.resolve(data["model"], key.allowed_model_ids)
-        route.model_used = info.model_id
-        if info.kind != ModelKind.EMBEDDING:
-            raise errors.invalid(f"`{info.model_id}` is not an embedding model", param="model")
+        info = await _model(data, key, route, "/v1/embeddings")
         payload = {"input": data["input"], "model": info.model_id, "encoding_format": "float"}
         usage = Usage()
-        lease = await limits.admit(key, asked.request_id, info.request_timeout)
-        try:
-
-            async def post(backend: BackendInfo) -> dict:
-                async with _reach(backend, info.model_id, False, asked, route) as target:
-                    return await upstream.post_json(target, "/v1/embeddings", payload, info.request_timeout)
-
-            result = await _first_answering(info, post)
-            usage.count(result.get("usage"))
-            usage.first()
-        finally:
-            await asyncio.shield(limits.release(lease, usage.tokens))
-    result["model"] = data["model"]
+        post = functools.partial(
+            upstream.post_json, path="/v1/embeddings", payload=payload, timeout=info.request_timeout
+        )
+        result = await _answer(key, info, data, asked, route, usage, False, post)
     if data["encoding_format"] == "base64":
         for item in result.get("data", []):
             vector = item["embedding"]
             item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
     return Answer(result, route, usage)
+
+
+async def rerank(key: APIKey, body: Any, asked: Asked) -> Answer:
+    """The documents ranked by their relevance to the query, most relevant first (llama-server's own answer)."""
+    route = Route()
+    with _routing(route):
+        data, _ = schemas.validate(schemas.RerankRequestSerializer, body)
+        info = await _model(data, key, route, "/v1/rerank")
+        payload = {**{k: v for k, v in data.items() if v is not None}, "model": info.model_id}
+        usage = Usage()
+        post = functools.partial(upstream.post_json, path="/v1/rerank", payload=payload, timeout=info.request_timeout)
+        # Not generation: a hot board does not shed it, as it does not shed embeddings.
+        result = await _answer(key, info, data, asked, route, usage, False, post)
+    return Answer(result, route, usage)
+
+
+async def transcription(key: APIKey, form: Any, asked: Asked) -> Answer:
+    """An uploaded audio file's text, by a model that accepts audio; `form` is the multipart form as the view read
+    it (its fields, and the file under `file`)."""
+    route = Route()
+    with _routing(route):
+        data, _ = schemas.validate(schemas.TranscriptionRequestSerializer, form)
+        audio = data["file"]
+        if audio.size > settings.MAX_AUDIO_BYTES:
+            raise errors.APIError(413, f"The audio file is larger than {settings.MAX_AUDIO_BYTES} bytes", param="file",
+                                  code="audio_too_large")  # fmt: skip
+        info = await _model(data, key, route, "/v1/audio/transcriptions")
+        # llama-server answers JSON only; the gateway puts it in plain text when that was asked for.
+        fields = {"model": info.model_id, "response_format": "json"}
+        fields |= {name: str(data[name]) for name in ("language", "prompt", "temperature") if data.get(name, "") != ""}
+        upload = upstream.Upload(audio.name, audio.read(), audio.content_type or "application/octet-stream")
+        post = functools.partial(upstream.post_form, path="/v1/audio/transcriptions", fields=fields,
+                                 files={"file": upload}, timeout=info.request_timeout)  # fmt: skip
+        usage = Usage()
+        result = await _answer(key, info, data, asked, route, usage, True, post)
+    text = str(result.get("text") or "") if data["response_format"] == "text" else None
+    return Answer(result, route, usage, text)
+
+
+async def _answer(
+    key: APIKey, info: ModelInfo, data: dict, asked: Asked, route: Route, usage: Usage, generation: bool,
+    post: Callable[[upstream.Target], Awaitable[dict]],
+) -> dict:  # fmt: skip
+    """One whole JSON answer, from the first of the model's backends that answers what `post` sends it, within
+    the key's limits: its tokens are the answer's usage, its `model` the client's name for the model. `generation`:
+    the board's heat and power shed it (a managed backend's kind decides that by itself, in its supervisor)."""
+    lease = await limits.admit(key, asked.request_id, info.request_timeout)
+    try:
+
+        async def attempt(backend: BackendInfo) -> dict:
+            async with _reach(backend, info.model_id, generation, asked, route) as target:
+                return await post(target)
+
+        result = await _first_answering(info, attempt)
+        usage.count(result.get("usage"))
+        usage.first()
+    finally:
+        await asyncio.shield(limits.release(lease, usage.tokens))
+    if "model" in result:  # llama-server names its GGUF, or the id it was sent
+        result["model"] = data["model"]
+    return result
 
 
 # --- reaching a backend ---

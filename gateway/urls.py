@@ -25,6 +25,8 @@ urlpatterns = [
     path("v1/chat/completions", views.chat_completions, name="chat-completions"),
     path("v1/completions", views.completions, name="completions"),
     path("v1/embeddings", views.embeddings, name="embeddings"),
+    path("v1/rerank", views.rerank, name="rerank"),
+    path("v1/audio/transcriptions", views.audio_transcriptions, name="audio-transcriptions"),
     path("v1/models", views.models, name="models"),
     path("v1/models/<anytext:model_id>", views.model_detail, name="model-detail"),
 ]
