@@ -16,14 +16,15 @@ from tests.settle import settle_live_server
 ARTIFACTS = Path(__file__).resolve().parent / "test-artifacts"
 
 
-def _start_llama(embeddings: bool) -> Iterator[object]:
+def _start_llama(kind: str) -> Iterator[object]:
+    """A real llama-server of one `kind`: chat, embed (--embeddings --pooling mean) or rerank (--rerank)."""
     from gateway import llama
     from tests.llama_server import LlamaServer
 
     ARTIFACTS.mkdir(exist_ok=True)
-    kind = "embed" if embeddings else "chat"
     try:
-        server = LlamaServer(port=llama.free_port(), embeddings=embeddings, parallel=1 if embeddings else 2)
+        server = LlamaServer(port=llama.free_port(), embeddings=kind == "embed", parallel=2 if kind == "chat" else 1,
+                             extra_args=["--rerank"] if kind == "rerank" else [])  # fmt: skip
         server.start(log_file=ARTIFACTS / f"llama-{kind}.log")
     except llama.LlamaError as exc:
         pytest.fail(f"cannot start a real llama-server ({kind}): {exc}. Run `make test`, which installs it.")
@@ -34,13 +35,20 @@ def _start_llama(embeddings: bool) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def llama_chat() -> Iterator[object]:
     """A real llama-server with the small model, for chat and completions."""
-    yield from _start_llama(embeddings=False)
+    yield from _start_llama("chat")
 
 
 @pytest.fixture(scope="session")
 def llama_embed() -> Iterator[object]:
     """A real llama-server started with --embeddings --pooling mean."""
-    yield from _start_llama(embeddings=True)
+    yield from _start_llama("embed")
+
+
+@pytest.fixture(scope="session")
+def llama_rerank() -> Iterator[object]:
+    """A real llama-server started with --rerank. The small model is no reranker, so its scores mean nothing, but
+    they are llama-server's own answer to /v1/rerank, in its real shape."""
+    yield from _start_llama("rerank")
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +59,8 @@ def live_gateway_server(django_db_setup: None, django_db_blocker: object) -> Ite
     """
     # Small size limits, so that the 413 and image-size paths are cheap to reach.
     env = {"DATABASE_URL": database_url(), "LOG_FLUSH_INTERVAL": "0.1", "MAX_REQUEST_BYTES": str(2**20),
-           "MAX_IMAGE_BYTES": str(2**16), "IMAGE_URL_ALLOWED_HOSTS": "images.example.org", "BACKEND_COOLOFF_SECONDS": "30",
-           "SSE_KEEPALIVE_SECONDS": "0.5", "MONITOR_METRICS_TOKEN": METRICS_TOKEN}  # fmt: skip
+           "MAX_IMAGE_BYTES": str(2**16), "MAX_AUDIO_BYTES": str(2**16), "IMAGE_URL_ALLOWED_HOSTS": "images.example.org",
+           "BACKEND_COOLOFF_SECONDS": "30", "SSE_KEEPALIVE_SECONDS": "0.5", "MONITOR_METRICS_TOKEN": METRICS_TOKEN}  # fmt: skip
     process, url = start_daphne(env)
     yield url
     stop_process(process)

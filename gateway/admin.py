@@ -93,16 +93,17 @@ def _operate(admin_: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[
 
 @admin.register(LLMModel)
 class LLMModelAdmin(admin.ModelAdmin):
-    list_display = ["model_id", "kind", "prompt_format", "enabled", "backend_count", "managed_state", "chat_template",
-                    "max_tokens_cap"]  # fmt: skip
-    list_filter = ["kind", "prompt_format", "enabled"]
+    list_display = ["model_id", "kind", "audio", "prompt_format", "enabled", "backend_count", "managed_state",
+                    "chat_template", "max_tokens_cap"]  # fmt: skip
+    list_filter = ["kind", "audio", "prompt_format", "enabled"]
     search_fields = ["model_id", "description"]
     inlines = [BackendInline]
     actions = ["load", "unload", "restart"]
     fieldsets = [
-        (None, {"fields": ["model_id", "aliases", "kind", "prompt_format", "enabled", "description", "owned_by"]}),
+        (None, {"fields": ["model_id", "aliases", ("kind", "audio"), "prompt_format", "enabled", "description",
+                           "owned_by"]}),
         ("Limits and defaults", {"fields": ["default_params", "max_tokens_cap", "context_length", "request_timeout"]}),
-    ]
+    ]  # fmt: skip
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[LLMModel]:
         with_state = Prefetch("backends", Backend.objects.select_related("runtime"))

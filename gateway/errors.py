@@ -69,6 +69,11 @@ def unavailable(message: str) -> APIError:
     return APIError(503, message, "unavailable_error", None, "backend_unavailable")
 
 
+def not_supported(message: str) -> APIError:
+    """A backend that does not serve the endpoint asked for (llama-server's own status and type for it)."""
+    return APIError(501, message, "not_supported_error", None, "endpoint_not_supported")
+
+
 def timeout(message: str) -> APIError:
     return APIError(504, message, "timeout_error", None, "backend_timeout")
 

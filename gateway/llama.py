@@ -86,6 +86,7 @@ def command(
     parallel: int = 2,
     *,
     embeddings: bool = False,
+    rerank: bool = False,
     mmproj: str = "",
     gpu_layers: int | None = None,
     cache_ram_mb: int | None = None,
@@ -116,6 +117,8 @@ def command(
         cmd += ["--api-key", api_key]
     if embeddings:
         cmd += ["--embeddings"]
+    if rerank:
+        cmd += ["--rerank"]  # it sets the rank pooling itself
     return cmd + list(extra_args)
 
 

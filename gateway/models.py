@@ -21,6 +21,11 @@ class ModelKind(models.TextChoices):
     CHAT = "chat", "chat"
     VISION = "vision", "vision"
     EMBEDDING = "embedding", "embedding"
+    RERANK = "rerank", "rerank"
+
+
+# The kinds that generate text, which an audio projector can also make hear (LLMModel.audio).
+GENERATING_KINDS = (ModelKind.CHAT, ModelKind.VISION)
 
 
 class PromptFormat(models.TextChoices):
@@ -42,6 +47,12 @@ class LLMModel(models.Model):
     model_id = models.CharField("id", max_length=200, unique=True, help_text="The id clients send as `model`.")
     aliases = models.JSONField(default=list, blank=True, help_text='Other ids accepted, e.g. ["qwen"].')
     kind = models.CharField(max_length=20, choices=ModelKind.choices, default=ModelKind.CHAT)
+    audio = models.BooleanField(
+        "accepts audio",
+        default=False,
+        help_text="Serves /v1/audio/transcriptions: a chat or vision model whose projector (--mmproj) has an audio "
+        "encoder.",
+    )
     prompt_format = models.CharField(max_length=20, choices=PromptFormat.choices, default=PromptFormat.SERVER)
     enabled = models.BooleanField(default=True)
     description = models.TextField(blank=True)
@@ -64,6 +75,12 @@ class LLMModel(models.Model):
 
     def __str__(self) -> str:
         return self.model_id
+
+    def clean(self) -> None:
+        if self.audio and self.kind not in GENERATING_KINDS:
+            raise ValidationError(
+                {"audio": f"Only a chat or vision model can accept audio, not this {self.kind} model."}
+            )
 
 
 class Backend(models.Model):
@@ -92,7 +109,10 @@ class Backend(models.Model):
     )
     gguf_path = models.CharField("GGUF", max_length=1000, blank=True, help_text="The model file (--model).")
     mmproj_path = models.CharField(
-        "projector", max_length=1000, blank=True, help_text="Vision projector GGUF (--mmproj), for vision models."
+        "projector",
+        max_length=1000,
+        blank=True,
+        help_text="Projector GGUF (--mmproj): the image or audio encoder of a vision or audio model.",
     )
     ctx_size = models.PositiveIntegerField(default=4096, help_text="--ctx-size: context shared by the slots.")
     parallel = models.PositiveSmallIntegerField(default=2, help_text="--parallel: requests served at once.")
@@ -109,7 +129,7 @@ class Backend(models.Model):
         null=True,
         blank=True,
         help_text="--cache-ram: host memory for saved prompts, counted in its memory; 0 = off; empty = "
-        "MODEL_CACHE_RAM_MB (0 for an embedding model).",
+        "MODEL_CACHE_RAM_MB (0 for an embedding or rerank model).",
     )
     idle_ttl = models.PositiveIntegerField(
         "idle TTL",
@@ -157,11 +177,11 @@ class Backend(models.Model):
 
     @property
     def prompt_cache_mb(self) -> int:
-        """MiB its llama-server may fill with saved prompts: its own limit; else none for an embedding model (llama-server
-        caches only completions' prompts), MODEL_CACHE_RAM_MB for the others."""
+        """MiB its llama-server may fill with saved prompts: its own limit; else none for an embedding or rerank model
+        (llama-server caches only completions' prompts), MODEL_CACHE_RAM_MB for the others."""
         if self.cache_ram_mb is not None:
             return self.cache_ram_mb
-        return 0 if self.model.kind == ModelKind.EMBEDDING else settings.MODEL_CACHE_RAM_MB
+        return settings.MODEL_CACHE_RAM_MB if self.model.kind in GENERATING_KINDS else 0
 
     def fill_node(self) -> None:
         if not self.node:

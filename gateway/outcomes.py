@@ -49,10 +49,11 @@ class Usage:
         return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
 
     def count(self, usage: Any, timings: Any = None) -> None:
-        """An OpenAI `usage` object and llama-server's `timings`, as an answer or its last event carries them."""
+        """An OpenAI `usage` object (prompt and completion tokens, or a transcription's input and output tokens) and
+        llama-server's `timings`, as an answer or its last event carries them."""
         if isinstance(usage, dict):
-            self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
-            self.completion_tokens = usage.get("completion_tokens", self.completion_tokens)
+            self.prompt_tokens = usage.get("prompt_tokens", usage.get("input_tokens", self.prompt_tokens))
+            self.completion_tokens = usage.get("completion_tokens", usage.get("output_tokens", self.completion_tokens))
         if isinstance(timings, dict) and timings.get("predicted_per_second"):
             self.tokens_per_second = round(float(timings["predicted_per_second"]), 2)
 
@@ -71,3 +72,4 @@ class Answer:
     body: dict[str, Any]
     route: Route
     usage: Usage = field(default_factory=Usage)
+    text: str | None = None  # the answer as plain text instead of `body` (a transcription's response_format "text")

@@ -507,9 +507,12 @@ class Stream:
 
 
 def as_api_error(exc: upstream.UpstreamError) -> errors.APIError:
-    """A backend's failure as the client sees it: its own 4xx, 503 or 504, else 502."""
+    """A backend's failure as the client sees it: its own 4xx, 501 (it does not serve the endpoint), 503 or 504,
+    else 502."""
     if exc.is_timeout:
         return errors.timeout(str(exc))
+    if exc.status == 501:
+        return errors.not_supported(str(exc))
     error = exc.body.get("error") if isinstance(exc.body.get("error"), dict) else {}
     kind = str(error.get("type") or "")
     code = error.get("code") if isinstance(error.get("code"), str) else None  # llama-server's is its HTTP status

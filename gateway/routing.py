@@ -12,10 +12,17 @@ from django.conf import settings
 
 from gateway import errors
 from gateway.dbsync import db_sync
-from gateway.models import Backend, LLMModel, Supervisor
+from gateway.models import GENERATING_KINDS, Backend, LLMModel, ModelKind, Supervisor
 from gateway.node import link
 from gateway.node.identity import backend_node
 from gateway.upstream import Target
+
+# What each kind of model serves: the API's endpoints for it.
+GENERATION = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages")
+ENDPOINTS = {ModelKind.CHAT: GENERATION, ModelKind.VISION: GENERATION, ModelKind.EMBEDDING: ("/v1/embeddings",),
+             ModelKind.RERANK: ("/v1/rerank",)}  # fmt: skip
+TRANSCRIPTIONS = "/v1/audio/transcriptions"  # a generating model's too, when it accepts audio
+CAPABILITIES = ("vision", "audio")  # the inputs a model may take besides text
 
 
 @dataclass
@@ -36,6 +43,7 @@ class ModelInfo:
     id: int
     model_id: str
     kind: str
+    audio: bool  # accepts audio (its projector has an audio encoder)
     prompt_format: str
     default_params: dict
     max_tokens_cap: int | None
@@ -44,6 +52,16 @@ class ModelInfo:
     owned_by: str
     created: int
     backends: list[BackendInfo] = field(default_factory=list)
+
+    def serves(self) -> list[str]:
+        """The API's endpoints this model answers, by its kind and whether it accepts audio."""
+        audio = [TRANSCRIPTIONS] if self.audio and self.kind in GENERATING_KINDS else []
+        return [*ENDPOINTS.get(self.kind, ()), *audio]
+
+    def capabilities(self) -> list[str]:
+        """The inputs it takes besides text (/v1/models shows them)."""
+        has = (self.kind == ModelKind.VISION, TRANSCRIPTIONS in self.serves())
+        return [name for name, present in zip(CAPABILITIES, has, strict=True) if present]
 
 
 @dataclass
@@ -73,6 +91,7 @@ def _load_registry() -> dict[str, ModelInfo]:
             id=model.id,
             model_id=model.model_id,
             kind=model.kind,
+            audio=model.audio,
             prompt_format=model.prompt_format,
             default_params=dict(model.default_params or {}),
             max_tokens_cap=model.max_tokens_cap,
@@ -108,15 +127,13 @@ async def resolve(model_id: object, allowed_ids: frozenset[int]) -> ModelInfo:
     return info
 
 
-GENERATION = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages")
-
-
 def require(info: ModelInfo, endpoint: str) -> None:
-    """PLACEHOLDER until the capabilities land: 400 when the model does not serve `endpoint`."""
-    serves = ("/v1/embeddings",) if info.kind == "embedding" else GENERATION
-    if endpoint not in serves:
+    """Refuse (400) a request for a model that does not serve `endpoint`, saying what it serves instead."""
+    served = info.serves()
+    if endpoint not in served:
+        kind = info.kind + (", accepts audio" if TRANSCRIPTIONS in served else "")
         raise errors.invalid(
-            f"`{info.model_id}` is a {info.kind} model: it serves {', '.join(serves)}, not {endpoint}", param="model"
+            f"The model `{info.model_id}` ({kind}) serves {', '.join(served)}, not {endpoint}", param="model"
         )
 
 

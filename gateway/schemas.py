@@ -88,6 +88,15 @@ class StrictFloatField(serializers.FloatField):
         return super().to_internal_value(data)
 
 
+class FormFloatField(serializers.FloatField):
+    """A number sent as a multipart form's text ("0.2"); finite (DRF's own check)."""
+
+
+class AudioFileField(serializers.FileField):
+    """The uploaded audio file of a multipart form (not empty; its size is checked against MAX_AUDIO_BYTES by the
+    service, with a 413)."""
+
+
 class StopField(AnyOfField):
     """`stop`: a string or a list of up to 4 strings; always returned as a list."""
 
@@ -243,6 +252,33 @@ class EmbeddingRequestSerializer(serializers.Serializer):
     encoding_format = serializers.ChoiceField(choices=["float", "base64"], required=False, default="float")
     dimensions = StrictIntegerField(required=False, min_value=1)
     user = StrictCharField(required=False, allow_blank=True)
+
+
+class RerankRequestSerializer(serializers.Serializer):
+    """llama-server's /v1/rerank (Jina's and Cohere's shape): the documents ranked by relevance to the query."""
+
+    passes_unknown_fields: ClassVar[bool] = False
+    model = StrictCharField()
+    query = StrictCharField()
+    documents = serializers.ListField(child=StrictCharField(allow_blank=True), min_length=1)
+    top_n = StrictIntegerField(required=False, min_value=1)
+
+
+class TranscriptionRequestSerializer(serializers.Serializer):
+    """OpenAI's /v1/audio/transcriptions form (multipart/form-data: every field but the file arrives as text).
+    llama-server answers JSON only: `text` is that answer's text, put in plain text by the gateway."""
+
+    passes_unknown_fields: ClassVar[bool] = False
+    form: ClassVar[bool] = True  # multipart/form-data (the OpenAPI document reads it)
+    file = AudioFileField()
+    model = StrictCharField()
+    language = StrictCharField(required=False, allow_blank=True, help_text="The audio's language (ISO-639-1).")
+    prompt = StrictCharField(required=False, allow_blank=True, help_text="Text to guide the transcription.")
+    response_format = serializers.ChoiceField(
+        choices=["json", "text"], required=False, default="json",
+        error_messages={"invalid_choice": '"{input}" is not supported: json or text (llama-server gives no segments)'},
+    )  # fmt: skip
+    temperature = FormFloatField(required=False, min_value=0, max_value=1)
 
 
 _validators: dict[type[serializers.Serializer], serializers.Serializer] = {}

@@ -54,7 +54,7 @@ async def chat(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Stream:
     """A chat completion: a whole Answer, or a Stream when the client asked for one."""
     route = Route()
     with _routing(route):
-        data, extra, info = await _generation_request(schemas.ChatRequestSerializer, key, body, route, CHAT)
+        data, extra, info = await _generation_request(schemas.ChatRequestSerializer, CHAT, key, body, route)
         images.check_messages(data["messages"], vision=info.kind == ModelKind.VISION)
         usage = Usage(
             prompt_preview=prompts.message_text(data["messages"][-1].get("content")) if asked.previews else ""
@@ -79,7 +79,7 @@ async def completion(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Str
     route = Route()
     with _routing(route):
         data, extra, info = await _generation_request(
-            schemas.CompletionRequestSerializer, key, body, route, COMPLETIONS
+            schemas.CompletionRequestSerializer, COMPLETIONS, key, body, route
         )
         previews = asked.previews and isinstance(data["prompt"], str)
         usage = Usage(prompt_preview=data["prompt"] if previews else "")
@@ -93,15 +93,21 @@ async def completion(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Str
 
 
 async def _generation_request(
-    serializer: type, key: APIKey, body: Any, route: Route, endpoint: str
+    serializer: type, endpoint: str, key: APIKey, body: Any, route: Route
 ) -> tuple[dict, dict, ModelInfo]:
     """Validate a generation request and find its model, which must serve `endpoint`."""
     data, extra = schemas.validate(serializer, body, extra_allowed=True)
-    route.model_requested, route.stream = data["model"], bool(data.get("stream"))
+    route.stream = bool(data.get("stream"))
+    return data, extra, await _model(data, key, route, endpoint)
+
+
+async def _model(data: dict, key: APIKey, route: Route, endpoint: str) -> ModelInfo:
+    """The model a request names, if the key may use it and it serves `endpoint` (gateway.routing.require)."""
+    route.model_requested = data["model"]
     info = await routing.resolve(data["model"], key.allowed_model_ids)
     route.model_used = info.model_id
     routing.require(info, endpoint)
-    return data, extra, info
+    return info
 
 
 def _include_usage(data: dict) -> bool:
@@ -196,7 +202,7 @@ async def responses(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Stre
     """OpenAI's Responses API, stateless as llama-server's: the whole conversation comes with each request."""
     route = Route()
     with _routing(route):
-        data, _, info = await _generation_request(schemas.ResponsesRequestSerializer, key, body, route, RESPONSES)
+        data, _, info = await _generation_request(schemas.ResponsesRequestSerializer, RESPONSES, key, body, route)
         if data.get("previous_response_id"):
             raise errors.invalid(
                 "This gateway keeps no responses (llama-server's Responses API is stateless): send the conversation "
@@ -218,7 +224,7 @@ async def messages(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Strea
     """Anthropic's Messages API."""
     route = Route()
     with _routing(route):
-        data, _, info = await _generation_request(schemas.MessagesRequestSerializer, key, body, route, MESSAGES)
+        data, _, info = await _generation_request(schemas.MessagesRequestSerializer, MESSAGES, key, body, route)
         _needs_the_models_template(info, MESSAGES)
         usage = Usage(prompt_preview=_last_text(data["messages"]) if asked.previews else "")
         payload = _passed_on(info, body, "max_tokens")
@@ -243,10 +249,13 @@ async def _count_tokens(key: APIKey, body: Any, asked: Asked, serializer: type, 
     """Asked of the model's llama-server (loaded like any request), never shed, not counted as tokens used."""
     route = Route()
     with _routing(route):
-        _, _, info = await _generation_request(serializer, key, body, route, endpoint)
+        data, _, info = await _generation_request(serializer, endpoint, key, body, route)
         _needs_the_models_template(info, endpoint)
         path = "/v1/responses/input_tokens" if endpoint == RESPONSES else "/v1/messages/count_tokens"
-        result = await _post_answer(key, info, asked, route, path, {**body, "model": info.model_id}, generation=False)
+        post = functools.partial(upstream.post_json, path=path, payload={**body, "model": info.model_id},
+                                 timeout=info.request_timeout)  # fmt: skip
+        # Never shed, and no tokens against the key's limits: counting is not generating.
+        result = await _answer(key, info, data, asked, route, Usage(), False, post)
     return Answer(result, route)
 
 
@@ -280,21 +289,20 @@ def _last_text(items: list) -> str:
     return content if isinstance(content, str) else ""
 
 
-# --- embeddings ---
+# --- embeddings, reranking, transcriptions: one whole answer ---
 
 
 async def embeddings(key: APIKey, body: Any, asked: Asked) -> Answer:
     route = Route()
     with _routing(route):
         data, _ = schemas.validate(schemas.EmbeddingRequestSerializer, body, extra_allowed=False)
-        route.model_requested = data["model"]
-        info = await routing.resolve(data["model"], key.allowed_model_ids)
-        route.model_used = info.model_id
-        routing.require(info, "/v1/embeddings")
+        info = await _model(data, key, route, "/v1/embeddings")
         payload = {"input": data["input"], "model": info.model_id, "encoding_format": "float"}
         usage = Usage()
-        result = await _post_answer(key, info, asked, route, "/v1/embeddings", payload, generation=False, usage=usage)
-    result["model"] = data["model"]
+        post = functools.partial(
+            upstream.post_json, path="/v1/embeddings", payload=payload, timeout=info.request_timeout
+        )
+        result = await _answer(key, info, data, asked, route, usage, False, post)
     if data["encoding_format"] == "base64":
         for item in result.get("data", []):
             vector = item["embedding"]
@@ -302,27 +310,64 @@ async def embeddings(key: APIKey, body: Any, asked: Asked) -> Answer:
     return Answer(result, route, usage)
 
 
-async def _post_answer(
-    key: APIKey, info: ModelInfo, asked: Asked, route: Route, path: str, payload: dict, generation: bool,
-    usage: Usage | None = None,
+async def rerank(key: APIKey, body: Any, asked: Asked) -> Answer:
+    """The documents ranked by their relevance to the query, most relevant first (llama-server's own answer)."""
+    route = Route()
+    with _routing(route):
+        data, _ = schemas.validate(schemas.RerankRequestSerializer, body)
+        info = await _model(data, key, route, "/v1/rerank")
+        payload = {**{k: v for k, v in data.items() if v is not None}, "model": info.model_id}
+        usage = Usage()
+        post = functools.partial(upstream.post_json, path="/v1/rerank", payload=payload, timeout=info.request_timeout)
+        # Not generation: a hot board does not shed it, as it does not shed embeddings.
+        result = await _answer(key, info, data, asked, route, usage, False, post)
+    return Answer(result, route, usage)
+
+
+async def transcription(key: APIKey, form: Any, asked: Asked) -> Answer:
+    """An uploaded audio file's text, by a model that accepts audio; `form` is the multipart form as the view read
+    it (its fields, and the file under `file`)."""
+    route = Route()
+    with _routing(route):
+        data, _ = schemas.validate(schemas.TranscriptionRequestSerializer, form)
+        audio = data["file"]
+        if audio.size > settings.MAX_AUDIO_BYTES:
+            raise errors.APIError(413, f"The audio file is larger than {settings.MAX_AUDIO_BYTES} bytes", param="file",
+                                  code="audio_too_large")  # fmt: skip
+        info = await _model(data, key, route, "/v1/audio/transcriptions")
+        # llama-server answers JSON only; the gateway puts it in plain text when that was asked for.
+        fields = {"model": info.model_id, "response_format": "json"}
+        fields |= {name: str(data[name]) for name in ("language", "prompt", "temperature") if data.get(name, "") != ""}
+        upload = upstream.Upload(audio.name, audio.read(), audio.content_type or "application/octet-stream")
+        post = functools.partial(upstream.post_form, path="/v1/audio/transcriptions", fields=fields,
+                                 files={"file": upload}, timeout=info.request_timeout)  # fmt: skip
+        usage = Usage()
+        result = await _answer(key, info, data, asked, route, usage, True, post)
+    text = str(result.get("text") or "") if data["response_format"] == "text" else None
+    return Answer(result, route, usage, text)
+
+
+async def _answer(
+    key: APIKey, info: ModelInfo, data: dict, asked: Asked, route: Route, usage: Usage, generation: bool,
+    post: Callable[[upstream.Target], Awaitable[dict]],
 ) -> dict:  # fmt: skip
-    """One JSON answer from the first of the model's backends that gives it, within the key's limits; the tokens
-    of its `usage` are counted in `usage` (and against the key) when one is given."""
+    """One whole JSON answer, from the first of the model's backends that answers what `post` sends it, within
+    the key's limits: its tokens are the answer's usage, its `model` the client's name for the model. `generation`:
+    the board's heat and power shed it (a managed backend's kind decides that by itself, in its supervisor)."""
     lease = await limits.admit(key, asked.request_id, info.request_timeout)
-    tokens = 0
     try:
 
-        async def post(backend: BackendInfo) -> dict:
+        async def attempt(backend: BackendInfo) -> dict:
             async with _reach(backend, info.model_id, generation, asked, route) as target:
-                return await upstream.post_json(target, path, payload, info.request_timeout)
+                return await post(target)
 
-        result = await _first_answering(info, post)
-        if usage is not None:
-            usage.count(result.get("usage"))
-            usage.first()
-            tokens = usage.tokens
+        result = await _first_answering(info, attempt)
+        usage.count(result.get("usage"))
+        usage.first()
     finally:
-        await asyncio.shield(limits.release(lease, tokens))
+        await asyncio.shield(limits.release(lease, usage.tokens))
+    if "model" in result:  # llama-server names its GGUF, or the id it was sent
+        result["model"] = data["model"]
     return result
 
 

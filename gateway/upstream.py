@@ -39,11 +39,18 @@ class Target:
     api_key: str = ""
 
     def headers(self) -> dict[str, str]:
-        # Only what llama-server needs: client headers (X-Conversation-Id above all) are never forwarded.
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        return headers
+        # Only what llama-server needs (the body's content type is the body's): client headers (X-Conversation-Id
+        # above all) are never forwarded.
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file sent in a multipart form."""
+
+    filename: str
+    data: bytes
+    content_type: str
 
 
 def session() -> aiohttp.ClientSession:
@@ -83,6 +90,18 @@ def _error_from(status: int, raw: bytes) -> UpstreamError:
     return UpstreamError(message or f"backend answered {status}", status, body, retryable=status >= 500)
 
 
+def _refusal(target: Target, path: str, status: int, raw: bytes) -> UpstreamError:
+    """A backend's error answer to a POST. One that does not serve the route is named, with the route, so that its
+    operator knows which backend to upgrade or restart: 404 is a build older than the route, 501 one not started for
+    it (no --rerank, a model without audio). Neither is retried: the backend is well, and serves its other routes."""
+    error = _error_from(status, raw)
+    if status not in (404, 501):
+        return error
+    why = str(error) if status == 501 else "it answers 404: a llama-server build older than this endpoint?"
+    body = {"error": {"type": "not_supported_error", "code": "endpoint_not_supported"}}
+    return UpstreamError(f"The backend {target.base_url} does not serve {path} ({why})", 501, body)
+
+
 def event_error(event: dict) -> UpstreamError:
     """A stream's error event (`{"error": …}`) as the failure it reports; the event is kept as the body.
 
@@ -103,13 +122,32 @@ def _timeout(seconds: float | None, connect: float = 5.0) -> aiohttp.ClientTimeo
 
 
 async def post_json(target: Target, path: str, payload: dict, timeout: float) -> dict:
+    return await _post(target, path, timeout, payload)
+
+
+async def post_form(
+    target: Target, path: str, fields: dict[str, str], files: dict[str, Upload], timeout: float
+) -> dict:
+    """A multipart/form-data POST (an audio file and its fields), answered with JSON."""
+    form = aiohttp.FormData()
+    for name, value in fields.items():
+        form.add_field(name, value)
+    for name, upload in files.items():
+        form.add_field(name, upload.data, filename=upload.filename, content_type=upload.content_type)
+    return await _post(target, path, timeout, form)
+
+
+async def _post(target: Target, path: str, timeout: float, body: dict | aiohttp.FormData) -> dict:
+    """POST a JSON payload or a form; the JSON answer, or UpstreamError."""
+    as_json = isinstance(body, dict)
     try:
         async with session().post(
-            target.base_url + path, json=payload, headers=target.headers(), timeout=_timeout(timeout)
-        ) as response:
+            target.base_url + path, json=body if as_json else None, data=None if as_json else body,
+            headers=target.headers(), timeout=_timeout(timeout),
+        ) as response:  # fmt: skip
             raw = await response.read()
             if response.status >= 400:
-                raise _error_from(response.status, raw)
+                raise _refusal(target, path, response.status, raw)
             return json.loads(raw)
     except aiohttp.ClientConnectorError as exc:
         raise UpstreamError(f"cannot reach backend: {exc}", 503, retryable=True, refused=True) from exc
@@ -154,7 +192,7 @@ async def stream(
             target.base_url + path, json=payload, headers=target.headers(), timeout=_timeout(timeout)
         ) as response:
             if response.status >= 400:
-                raise _error_from(response.status, await response.read())
+                raise _refusal(target, path, response.status, await response.read())
             content, pending = response.content, b""
             while True:
                 try:

@@ -29,6 +29,8 @@ urlpatterns = [
     path("v1/responses/input_tokens", views.responses_input_tokens, name="responses-input-tokens"),
     path("v1/messages", views.messages, name="messages"),
     path("v1/messages/count_tokens", views.messages_count_tokens, name="messages-count-tokens"),
+    path("v1/rerank", views.rerank, name="rerank"),
+    path("v1/audio/transcriptions", views.audio_transcriptions, name="audio-transcriptions"),
     path("v1/models", views.models, name="models"),
     path("v1/models/<anytext:model_id>", views.model_detail, name="model-detail"),
 ]

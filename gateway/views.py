@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
 from gateway import auth, errors, relay, routing, service
@@ -22,15 +25,30 @@ ServiceCall = Callable[[APIKey, Any, Asked], Awaitable[Outcome]]
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def _read_json(request: HttpRequest) -> Any:
+def _body(request: HttpRequest) -> bytes:
     if len(request.body) > settings.MAX_REQUEST_BYTES:
         raise errors.APIError(
             413, f"Request body is larger than {settings.MAX_REQUEST_BYTES} bytes", code="request_too_large"
         )
+    return request.body
+
+
+def _read_json(request: HttpRequest) -> Any:
     try:
-        return json.loads(request.body)
+        return json.loads(_body(request))
     except (ValueError, UnicodeDecodeError) as exc:
         raise errors.invalid(f"The request body is not valid JSON: {exc}") from None
+
+
+def _read_form(request: HttpRequest) -> dict[str, Any]:
+    """A multipart/form-data body's fields and files, by name (the last of a repeated one)."""
+    _body(request)
+    if request.content_type != "multipart/form-data":
+        raise errors.invalid("Send the request as multipart/form-data, with the audio file as its `file` part.")
+    try:
+        return {**request.POST.dict(), **request.FILES.dict()}
+    except (MultiPartParserError, SuspiciousOperation) as exc:  # malformed, or too many parts
+        raise errors.invalid(f"The request body is not valid multipart/form-data: {exc}") from None
 
 
 async def _api(
@@ -55,6 +73,8 @@ async def _api(
         record.follow(outcome)
         if isinstance(outcome, relay.Stream):
             response = StreamingHttpResponse(outcome.sse(), content_type="text/event-stream", headers=SSE_HEADERS)
+        elif outcome.text is not None:
+            response = HttpResponse(outcome.text, content_type="text/plain; charset=utf-8")
         else:
             response = JsonResponse(outcome.body)
     response["X-Request-Id"] = record.request_id
@@ -64,6 +84,14 @@ async def _api(
 def _with_body(call: ServiceCall) -> Handler:
     async def handle(request: HttpRequest, key: APIKey, asked: Asked) -> Outcome:
         return await call(key, _read_json(request), asked)
+
+    return handle
+
+
+def _with_form(call: ServiceCall) -> Handler:
+    async def handle(request: HttpRequest, key: APIKey, asked: Asked) -> Outcome:
+        # Parsing a multipart body (up to MAX_REQUEST_BYTES) takes a while: off the event loop, which serves streams.
+        return await call(key, await asyncio.to_thread(_read_form, request), asked)
 
     return handle
 
@@ -103,8 +131,20 @@ async def messages_count_tokens(request: HttpRequest) -> HttpResponse:
     return await _api(request, _with_body(service.count_tokens), render=errors.anthropic_response)
 
 
+@csrf_exempt
+async def rerank(request: HttpRequest) -> HttpResponse:
+    return await _api(request, _with_body(service.rerank))
+
+
+@csrf_exempt
+async def audio_transcriptions(request: HttpRequest) -> HttpResponse:
+    return await _api(request, _with_form(service.transcription))
+
+
 def _model_object(info: routing.ModelInfo) -> dict:
-    return {"id": info.model_id, "object": "model", "created": info.created, "owned_by": info.owned_by}
+    # `kind` and `capabilities` tell clients which endpoints take the model; OpenAI's SDKs ignore them.
+    return {"id": info.model_id, "object": "model", "created": info.created, "owned_by": info.owned_by,
+            "kind": info.kind, "capabilities": info.capabilities()}  # fmt: skip
 
 
 async def _list_models(request: HttpRequest, key: APIKey, asked: Asked) -> Answer:

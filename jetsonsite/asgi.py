@@ -3,8 +3,9 @@
 The OpenAI-compatible API (`/v1/…`) is served by a lean Django handler. Under ASGI each of Django's built-in
 middleware classes (sessions, CSRF, auth, messages, security) runs its request and response steps in a worker
 thread, and every request opens its own thread context in which the synchronous request signals run; the API
-needs none of it (it authenticates by key, sets no cookies and takes no forms, and gateway.dbsync looks after
-database connections), so its requests stay on the event loop.
+needs none of it (it authenticates by key, sets no cookies and takes no browser forms — a transcription's multipart
+upload is parsed by its view —, and gateway.dbsync looks after database connections), so its requests stay on the
+event loop.
 """
 
 from __future__ import annotations

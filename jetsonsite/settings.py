@@ -205,6 +205,8 @@ BACKEND_COOLOFF_SECONDS = env.float("BACKEND_COOLOFF_SECONDS", default=10.0)
 MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=20 * 1024 * 1024)
 # Largest decoded image in a data: URI.
 MAX_IMAGE_BYTES = env.int("MAX_IMAGE_BYTES", default=10 * 1024 * 1024)
+# Largest audio file a transcription request may upload (413 beyond; MAX_REQUEST_BYTES bounds the whole body first).
+MAX_AUDIO_BYTES = env.int("MAX_AUDIO_BYTES", default=25 * 1024 * 1024)
 # Hosts whose http(s) image URLs may be passed to a vision backend (which fetches them itself); empty = none.
 IMAGE_URL_ALLOWED_HOSTS = env.list("IMAGE_URL_ALLOWED_HOSTS", default=[])
 # Seconds each backend probe of GET /health may take.

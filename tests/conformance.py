@@ -22,8 +22,10 @@ from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 # Registered on the fake backend by whoever starts the gateway; generated requests name them half the time.
-# A vision model takes text and images alike: image parts are refused (400) for other kinds, whatever the document.
-MODELS = {"conformance-vision": "vision", "conformance-embed": "embedding"}
+# A vision model takes text and images alike: image parts are refused (400) for other kinds, whatever the document;
+# it accepts audio too, so that the chat models serve transcriptions.
+MODELS = {"conformance-vision": "vision", "conformance-embed": "embedding", "conformance-rerank": "rerank"}
+AUDIO = ("conformance-vision",)
 SEED = 1
 # The gateway's settings for the run, given to daphne as its environment and to the document built here: small
 # limits keep the largest valid image URL and the 413 within reach of generated requests.
@@ -49,6 +51,7 @@ def config() -> str:
     now = timezone.now()
     chat = json.dumps([model for model, kind in MODELS.items() if kind == "vision"])
     embedding = json.dumps([model for model, kind in MODELS.items() if kind == "embedding"])
+    rerank = json.dumps([model for model, kind in MODELS.items() if kind == "rerank"])
     return f"""
 [dictionaries.models]
 values = {json.dumps(list(MODELS))}
@@ -68,9 +71,16 @@ values = ["{_cursor()}"]
 "body.model" = {{ dictionary = "chat-models", probability = 0.5 }}
 "query.cursor" = {{ dictionary = "cursors", probability = 1.0 }}
 
+[dictionaries.rerank-models]
+values = {rerank}
+
 [[operations]]
 include-name = "POST /v1/embeddings"
 parameters = {{ "body.model" = {{ dictionary = "embedding-models", probability = 0.5 }} }}
+
+[[operations]]
+include-name = "POST /v1/rerank"
+parameters = {{ "body.model" = {{ dictionary = "rerank-models", probability = 0.5 }} }}
 
 # `since` must come before `until`, and not too far: a 400 no OpenAPI document can announce for a value alone.
 # Most requests ask for the last two days, so that the aggregates are computed too.
@@ -119,7 +129,7 @@ def main() -> None:
     with Bench() as bench:
         fake = bench.start_fake(tokens=4)
         for model, kind in MODELS.items():
-            bench.manage("addmodel", model, "--backend", fake, "--kind", kind)
+            bench.manage("addmodel", model, "--backend", fake, "--kind", kind, *(["--audio"] if model in AUDIO else []))
         key = bench.manage("createapikey", "conformance", "--scope-logs", "--scope-monitoring").strip().split()[-1]
         bench.manage("monitor", "--once")
         url = bench.start_gateway(LOG_ENABLED="true", **environment())

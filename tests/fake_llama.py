@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 LOADING = {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}  # llama-server's, to all
+NO_ROUTE = {"error": {"message": "File Not Found", "type": "not_found_error", "code": 404}}  # llama-server's, unknown
+GGUF = "/models/fake-model-Q4_K_M.gguf"  # the model name llama-server puts in answers: its GGUF's path
 
 
 FAKE_GGUF = "/models/fake-model.gguf"  # the model's name as llama-server gives it: its file
@@ -30,7 +33,7 @@ class FakeLlama:
     port: int
     tokens: int = 16
     # "ok", "error_400", "error_500", "silent" (never answers), "loading" (503 everywhere, as while llama-server loads
-    # its model), "slow_stream" (a second of silence before each of its chunks), and failures after two chunks of a
+    # its model), "no_route" (404 to every POST, as a build older than the route answers), "slow_stream" (a second of silence before each of its chunks), and failures after two chunks of a
     # stream: "midstream_error" (an error event: the backend failed), "midstream_error_400" (an error event: the
     # request is bad), "midstream_close" (the connection drops), "midstream_end" (the stream ends cleanly, without
     # its finish reason)
@@ -56,6 +59,8 @@ class FakeLlama:
     async def _failure(self) -> web.Response | None:
         if self.behaviour == "loading":
             return web.json_response(LOADING, status=503)
+        if self.behaviour == "no_route":
+            return web.json_response(NO_ROUTE, status=404)
         if self.behaviour == "error_400":
             error = {
                 "code": 400,
@@ -237,11 +242,50 @@ class FakeLlama:
 
     async def embeddings(self, request: web.Request) -> web.Response:
         body = await self._remember(request)
+        failure = await self._failure()
+        if failure:
+            return failure
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [{"object": "embedding", "index": i, "embedding": [0.25, -0.5, 1.0]} for i in range(len(inputs))]
         return web.json_response(
             {"object": "list", "data": data, "model": "fake", "usage": {"prompt_tokens": 2, "total_tokens": 2}}
         )
+
+    async def rerank(self, request: web.Request) -> web.Response:
+        """llama-server's answer: the documents by relevance, most relevant first, `top_n` of them; the relevance
+        here is the share of the query's words a document has."""
+        body = await self._remember(request)
+        failure = await self._failure()
+        if failure:
+            return failure
+        words = set(re.findall(r"\w+", body["query"].lower()))
+        scores = [len(words & set(re.findall(r"\w+", doc.lower()))) / max(len(words), 1) for doc in body["documents"]]
+        results = sorted(({"index": i, "relevance_score": score} for i, score in enumerate(scores)),
+                         key=lambda result: -result["relevance_score"])  # fmt: skip
+        tokens = len(body["query"].split()) + sum(len(doc.split()) for doc in body["documents"])
+        return web.json_response({"model": GGUF, "object": "list", "usage": {"prompt_tokens": tokens,
+                                  "total_tokens": tokens}, "results": results[: body.get("top_n", len(results))]})  # fmt: skip
+
+    async def transcriptions(self, request: web.Request) -> web.Response:
+        """llama-server's answer to a multipart upload: the text (here, how many bytes of what it heard) and a
+        transcription's usage; it names no model."""
+        form = await request.post()
+        fields = {name: value for name, value in form.items() if isinstance(value, str)}
+        files = {name: (value.filename, value.content_type, value.file.read())
+                 for name, value in form.items() if isinstance(value, web.FileField)}  # fmt: skip
+        if self.record:
+            self.received.append({"path": request.path, "headers": dict(request.headers), "form": fields,
+                                  "files": files})  # fmt: skip
+        failure = await self._failure()
+        if failure:
+            return failure
+        if "file" not in files:
+            error = {"code": 400, "message": "No input file found for transcription", "type": "invalid_request_error"}
+            return web.json_response({"error": error}, status=400)
+        usage = {"type": "tokens", "input_tokens": 20, "output_tokens": self.tokens,
+                 "total_tokens": 20 + self.tokens, "input_tokens_details": {"cached_tokens": 0}}  # fmt: skip
+        text = f"heard {len(files['file'][2])} bytes"
+        return web.json_response({"type": "transcript.text.done", "text": text, "usage": usage})
 
     # --- running ---
 
@@ -254,6 +298,8 @@ class FakeLlama:
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_post("/v1/responses", self.responses)
         app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/rerank", self.rerank)
+        app.router.add_post("/v1/audio/transcriptions", self.transcriptions)
         return app
 
     async def serve(self) -> None:

@@ -28,7 +28,7 @@ def gateway(transactional_db: None) -> Iterator[tuple[str, str]]:
     scopes, one real sample of this machine, and daphne serving them."""
     fake = FakeLlama(free_port(), tokens=4, record=False).start_in_thread()
     for model, kind in conformance.MODELS.items():
-        register_model(model, [fake.url], kind=kind)
+        register_model(model, [fake.url], kind=kind, audio=model in conformance.AUDIO)
     _, key = APIKey.objects.create_key(name="conformance", scope_logs=True, scope_monitoring=True)
     sampler = Sampler()
     sampler.store(sampler.collect_system())

@@ -37,7 +37,9 @@ class Config:
 
     @property
     def embeddings(self) -> bool:
-        return self.kind == ModelKind.EMBEDDING
+        """It computes embeddings or ranks documents (--embeddings, --rerank), and generates nothing: heat and power
+        never shed its requests, and it takes no share of the board's energy (gateway.lifecycle.machine)."""
+        return self.kind in (ModelKind.EMBEDDING, ModelKind.RERANK)
 
     @property
     def signature(self) -> str:
@@ -60,9 +62,9 @@ class Config:
         cache_ram_mb = self.cache_ram_mb if "--cache-ram" in known else None
         return [
             *llama.command(
-                self.gguf, port, settings.LLAMA_HOST, self.ctx_size, self.parallel, embeddings=self.embeddings,
-                mmproj=self.mmproj, gpu_layers=self.gpu_layers, cache_ram_mb=cache_ram_mb, extra_args=list(self.args),
-                binary=binary,
+                self.gguf, port, settings.LLAMA_HOST, self.ctx_size, self.parallel,
+                embeddings=self.kind == ModelKind.EMBEDDING, rerank=self.kind == ModelKind.RERANK, mmproj=self.mmproj,
+                gpu_layers=self.gpu_layers, cache_ram_mb=cache_ram_mb, extra_args=list(self.args), binary=binary,
             ),
             *ours,
             "--api-key-file", key_file,

@@ -145,7 +145,7 @@ REFUSED: list[tuple[str, str]] = [
     ("-cram --cache-ram", "use the cache_ram_mb field (the memory budget counts it)"),
     ("-fit --fit -fitt --fit-target -fitc --fit-ctx", "what fits in memory is the supervisor's decision"),
     ("--embedding --embeddings", "the model's kind decides it (make the model's kind embedding)"),
-    ("--rerank --reranking", "the gateway serves no reranking"),
+    ("--rerank --reranking", "the model's kind decides it (make the model's kind rerank)"),
     ("-a --alias --tags", "the model's id and aliases are the registry's"),
     ("--slot-save-path --log-file --log-prompts-dir",
      "what it writes to disk is the supervisor's (its log goes to VAR_DIR/llama)"),

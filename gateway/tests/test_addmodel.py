@@ -110,3 +110,20 @@ def test_it_sets_the_prompt_cache_or_leaves_it_to_the_setting_or_the_kind(tmp_pa
         addmodel("qwen", "--gguf", str(gguf), "--cache-ram-mb", "-1")
     addmodel("qwen", "--gguf", str(gguf), "--kind", "embedding")  # llama-server caches only completions' prompts
     assert (Backend.objects.get().cache_ram_mb, Backend.objects.get().prompt_cache_mb) == (None, 0)
+
+
+def test_it_registers_a_rerank_model_and_one_that_accepts_audio() -> None:
+    ranker = addmodel("bge-reranker", "--kind", "rerank", "--backend", "http://127.0.0.1:8086")
+    hearing = addmodel("voxtral", "--audio", "--backend", "http://127.0.0.1:8087")
+
+    assert "created model bge-reranker (rerank) with 1 backend(s)" in ranker
+    assert "created model voxtral (chat, accepts audio) with 1 backend(s)" in hearing
+    assert LLMModel.objects.get(model_id="voxtral").audio
+    addmodel("voxtral", "--backend", "http://127.0.0.1:8087")  # idempotent: without --audio, it no longer hears
+    assert not LLMModel.objects.get(model_id="voxtral").audio
+
+
+def test_only_a_chat_or_vision_model_accepts_audio() -> None:
+    with pytest.raises(CommandError, match="--audio: only a chat or vision model can accept audio, not this rerank"):
+        addmodel("bge-reranker", "--kind", "rerank", "--audio", "--backend", "http://127.0.0.1:8086")
+    assert not LLMModel.objects.exists()

@@ -10,7 +10,8 @@ from typing import Any
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from gateway import images, params, schemas
+from gateway import images, params, routing, schemas
+from gateway.models import ModelKind
 from gateway.requestlog import usage
 from gateway.requestlog import views as logviews
 from monitor import views as monitorviews
@@ -65,8 +66,10 @@ def _type_schema(field: serializers.Field) -> dict[str, Any]:
         return {"type": "boolean"} if len(supported) == 2 else {"type": "boolean", "enum": supported}
     if isinstance(field, schemas.StrictIntegerField):
         return {"type": "integer"}
-    if isinstance(field, schemas.StrictFloatField):
+    if isinstance(field, schemas.StrictFloatField | schemas.FormFloatField):
         return {"type": "number"}
+    if isinstance(field, schemas.AudioFileField):
+        return {"type": "string", "format": "binary", **({} if field.allow_empty_file else {"minLength": 1})}
     if isinstance(field, schemas.ImageURLField):
         return {"type": "string", "pattern": images.url_pattern(), "maxLength": images.url_max_length()}
     if isinstance(field, schemas.StrictCharField):
@@ -126,11 +129,46 @@ class Operation:
     parameters: tuple[params.Param, ...] = ()
     ok: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
     stream: bool = False  # with `stream: true` the answer is an event stream
+    text: bool = False  # it may answer in plain text (as the request asks)
     public: bool = False  # needs no API key
     description: str = ""
 
 
-GENERATION = (200, 400, 401, 403, 404, 413, 429, 502, 503, 504)
+GENERATION = (200, 400, 401, 403, 404, 413, 429, 501, 502, 503, 504)
+MODEL_SCHEMA = {
+    "type": "object",
+    "required": ["id", "object", "created", "owned_by", "kind", "capabilities"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"type": "string", "enum": ["model"]},
+        "created": {"type": "integer"},
+        "owned_by": {"type": "string"},
+        "kind": {"type": "string", "enum": list(ModelKind.values), "description": "What it serves: chat and vision "
+                 "models the generation endpoints, embedding models /v1/embeddings, rerank models /v1/rerank."},
+        "capabilities": {"type": "array", "items": {"type": "string", "enum": list(routing.CAPABILITIES)},
+                         "description": "Inputs it takes besides text; `audio`: it serves /v1/audio/transcriptions."},
+    },
+}  # fmt: skip
+RERANKING = {
+    "type": "object",
+    "required": ["results"],
+    "properties": {
+        "model": {"type": "string"},
+        "object": {"type": "string", "enum": ["list"]},
+        "results": {
+            "type": "array",
+            "description": "Most relevant first; `index` is the document's place in the request's `documents`.",
+            "items": {"type": "object", "required": ["index", "relevance_score"],
+                      "properties": {"index": {"type": "integer"}, "relevance_score": {"type": "number"}}},
+        },
+        "usage": {"type": "object"},
+    },
+}  # fmt: skip
+TRANSCRIPTION = {
+    "type": "object",
+    "required": ["text"],
+    "properties": {"text": {"type": "string"}, "usage": {"type": "object"}},
+}
 MODEL_LIST = {
     "type": "object",
     "required": ["object", "data"],
@@ -248,6 +286,13 @@ OPERATIONS: tuple[Operation, ...] = (
               body=schemas.CompletionRequestSerializer, stream=True),
     Operation("post", "/v1/embeddings", "Embeddings of a string or a list of strings or token arrays", GENERATION,
               body=schemas.EmbeddingRequestSerializer),
+    Operation("post", "/v1/rerank", "Documents ranked by relevance to a query (a rerank model)", GENERATION,
+              body=schemas.RerankRequestSerializer, ok=RERANKING,
+              description="`top_n` keeps that many of the best. Never shed by the board's heat or power."),
+    Operation("post", "/v1/audio/transcriptions", "The text of an audio file (a model that accepts audio)", GENERATION,
+              body=schemas.TranscriptionRequestSerializer, ok=TRANSCRIPTION, text=True,
+              description="A multipart upload; `response_format=text` answers in plain text. 413 for a file over "
+                          "MAX_AUDIO_BYTES. Generation: shed by the board's heat or power like chat."),
     Operation("get", "/v1/models", "Models this key may use", (200, 401), ok=MODEL_LIST),
     Operation("get", "/v1/models/{model_id}", "One model (by id or alias)", (200, 401, 404), ok=MODEL),
     Operation("get", "/health", "Every backend's status, latency and slots, each node's admission state (a key or "
@@ -289,8 +334,9 @@ STATUS_TEXT = {
     403: "The key may not use this model, or lacks the scope",
     404: "No such model (or node, or samples yet)",
     409: "The managed model is serving requests",
-    413: "Request body larger than MAX_REQUEST_BYTES",
+    413: "Request body larger than MAX_REQUEST_BYTES (or an audio file over MAX_AUDIO_BYTES)",
     429: "Over one of the key's limits",
+    501: "The backend does not serve this endpoint (a llama-server older than it, or not started for it)",
     502: "The backend failed or closed the stream",
     503: "No backend available",
     504: "The backend did not answer within the model's timeout",
@@ -306,6 +352,8 @@ def _response(operation: Operation, status: int) -> dict[str, Any]:
         content: dict[str, Any] = {"application/json": {"schema": operation.ok}}
         if operation.stream:
             content["text/event-stream"] = {"schema": EVENT}
+        if operation.text:
+            content["text/plain"] = {"schema": {"type": "string"}}
     else:
         content = {"application/json": {"schema": ERROR}}
     response: dict[str, Any] = {"description": STATUS_TEXT[status], "content": content}
@@ -335,7 +383,8 @@ def _operation(operation: Operation) -> dict[str, Any]:
         spec["parameters"] = parameters
     if operation.body:
         schema = body_schema(operation.body())
-        spec["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+        media_type = "multipart/form-data" if getattr(operation.body, "form", False) else "application/json"
+        spec["requestBody"] = {"required": True, "content": {media_type: {"schema": schema}}}
     return spec
 
 
@@ -370,16 +419,7 @@ def document(base_url: str) -> dict[str, Any]:
                         }
                     },
                 },
-                "Model": {
-                    "type": "object",
-                    "required": ["id", "object", "created", "owned_by"],
-                    "properties": {
-                        "id": {"type": "string"},
-                        "object": {"type": "string", "enum": ["model"]},
-                        "created": {"type": "integer"},
-                        "owned_by": {"type": "string"},
-                    },
-                },
+                "Model": MODEL_SCHEMA,
             },
         },
         "paths": paths,

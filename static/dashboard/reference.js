@@ -28,6 +28,7 @@
     if (alternatives) return alternatives.map(describe).join(" | ") + (schema.nullable ? ", nullable" : "");
     if (schema.type === "array") return `array of ${describe(schema.items)}`;
     if (schema.enum) return schema.enum.join(" | ");
+    if (schema.format === "binary") return "file";
     let text = schema.type || "any";
     if (schema.minimum !== undefined || schema.maximum !== undefined) text += ` [${schema.minimum ?? ""}, ${schema.maximum ?? ""}]`;
     if (schema.nullable) text += ", nullable";
@@ -47,6 +48,7 @@
     if (path === "/v1/chat/completions") return { model, messages: [{ role: "user", content: "Hello" }], max_tokens: 32 };
     if (path === "/v1/completions") return { model, prompt: "The capital of France is", max_tokens: 16 };
     if (path === "/v1/embeddings") return { model: document.getElementById("openapi").dataset.embedModel, input: "hello" };
+    if (path === "/v1/rerank") return { model: "<a rerank model>", query: "What is a panda?", documents: ["hi", "it is a bear"] };
     return {};
   }
 
@@ -87,6 +89,8 @@
         el("input", { type: "text", name: parameter.name, "data-in": parameter.in })));
     }
     const requestSchema = operation.requestBody?.content?.["application/json"]?.schema;
+    // A multipart upload (a transcription's audio) is described, not tried here: send it with curl or an SDK.
+    const formSchema = operation.requestBody?.content?.["multipart/form-data"]?.schema;
     const form = el("form", { class: "row" }, ...parts);
     if (requestSchema) {
       const textarea = el("textarea", { rows: "5", class: "mono", "aria-label": "request body" });
@@ -99,7 +103,7 @@
       event.preventDefault();
       tryIt(method.toUpperCase(), path, form, output);
     });
-    if (requestSchema) form.prepend(fieldsTable(requestSchema));
+    if (requestSchema || formSchema) form.prepend(fieldsTable(requestSchema || formSchema));
     const auth = operation.security ? "API key" : "public";
     return el("details", { class: "op" },
       el("summary", {}, el("span", { class: "method" }, method.toUpperCase()), el("code", {}, path), el("span", { class: "muted" }, `${operation.summary || ""} · ${auth}`)),

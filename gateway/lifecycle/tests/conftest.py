@@ -25,7 +25,7 @@ from gateway.models import NodeAdmission, Supervisor
 from gateway.node import link as client
 from gateway.node.identity import node_name
 from gateway.registry import register_model
-from gateway.tests.conftest import api_key  # noqa: F401 (a fixture)
+from gateway.tests.conftest import api_key, fake_llama  # noqa: F401 (fixtures)
 from monitor.models import Node
 from monitor.tests.jetson_tree import orin_nano_chip, orin_nano_jetpack6, set_rail, write
 from tests.live import ARTIFACTS, ROOT, database_url, stop_process

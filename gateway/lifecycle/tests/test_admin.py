@@ -1,4 +1,5 @@
-"""The admin: managed fields editable on a model's page, its state in the list, load / unload actions."""
+"""The admin: managed fields editable on a model's page, its kind and whether it accepts audio, its state in the list,
+load / unload actions."""
 
 from __future__ import annotations
 
@@ -91,6 +92,23 @@ def test_llama_args_that_are_not_tuning_flags_are_refused_on_the_field(admin_cli
     tuning = inline("backends", managed="on", gguf_path=small_gguf, llama_args="-t 4 --flash-attn=on", cache_ram_mb=0)
     assert admin_client.post("/admin/gateway/llmmodel/add/", {**MODEL_FORM, **tuning}).status_code == 302
     assert Backend.objects.filter(llama_args="-t 4 --flash-attn=on", cache_ram_mb=0).exists()
+
+
+def test_a_model_is_a_reranker_or_accepts_audio_only_if_it_generates(admin_client: Client) -> None:
+    external = inline("backends", base_url="http://127.0.0.1:8087")
+    add = "/admin/gateway/llmmodel/add/"
+
+    hearing = admin_client.post(add, {**MODEL_FORM, "model_id": "voxtral", "audio": "on", **external})
+    ranker = admin_client.post(add, {**MODEL_FORM, "model_id": "bge-reranker", "kind": "rerank", **external})
+    deaf = admin_client.post(add, {**MODEL_FORM, "model_id": "embed", "kind": "embedding", "audio": "on", **external})
+
+    assert (hearing.status_code, ranker.status_code) == (302, 302)
+    assert list(LLMModel.objects.values_list("model_id", "kind", "audio")) == [
+        ("bge-reranker", "rerank", False), ("voxtral", "chat", True),
+    ]  # fmt: skip
+    assert "Only a chat or vision model can accept audio, not this embedding model." in html.unescape(
+        deaf.content.decode()
+    )
 
 
 @override_settings(MODEL_IDLE_TTL=600)

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import URLValidator
 
 from gateway.lifecycle import flags
-from gateway.models import ModelKind, PromptFormat
+from gateway.models import GENERATING_KINDS, ModelKind, PromptFormat
 from gateway.registry import register_model
 
 
@@ -24,6 +24,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("model_id")
         parser.add_argument("--kind", choices=ModelKind.values, default=ModelKind.CHAT)
+        parser.add_argument(
+            "--audio", action="store_true",
+            help="accepts audio: serves /v1/audio/transcriptions (a chat or vision model with an audio --mmproj)",
+        )  # fmt: skip
         parser.add_argument("--backend", action="append", default=[], help="llama-server base URL; repeatable")
         parser.add_argument("--prompt-format", choices=PromptFormat.values, default=PromptFormat.SERVER)
         parser.add_argument("--alias", action="append", default=[], help="another id clients may send; repeatable")
@@ -54,6 +58,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["backend"] and not options["gguf"]:
             raise CommandError("give --backend URL (an external llama-server) and/or --gguf PATH (a managed one)")
+        if options["audio"] and options["kind"] not in GENERATING_KINDS:
+            raise CommandError(
+                f"--audio: only a chat or vision model can accept audio, not this {options['kind']} model"
+            )
         for url in options["backend"]:
             try:
                 URLValidator(schemes=["http", "https"])(url)
@@ -71,6 +79,7 @@ class Command(BaseCommand):
                 options["backend"],
                 managed=self.managed(options),
                 kind=options["kind"],
+                audio=options["audio"],
                 prompt_format=options["prompt_format"],
                 aliases=options["alias"],
                 description=options["description"],
@@ -84,9 +93,8 @@ class Command(BaseCommand):
             raise CommandError(f"--llama-args: {exc}") from None
         verb = "created" if created else "updated"
         managed = " (managed)" if options["gguf"] else ""
-        self.stdout.write(
-            f"{verb} model {model.model_id} ({model.kind}) with {model.backends.count()} backend(s){managed}"
-        )
+        kind = model.kind + (", accepts audio" if model.audio else "")
+        self.stdout.write(f"{verb} model {model.model_id} ({kind}) with {model.backends.count()} backend(s){managed}")
 
     def managed(self, options: dict[str, Any]) -> dict[str, Any] | None:
         if not options["gguf"]:
