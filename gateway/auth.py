@@ -38,11 +38,11 @@ _background: set[asyncio.Task] = set()
 
 def authorization(headers: Mapping[str, str]) -> str:
     """The request's credentials as an Authorization header: its own, or the key in X-Api-Key (what Anthropic's SDKs
-    and Claude Code send)."""
-    if value := headers.get("Authorization"):
-        return value
-    key = headers.get("X-Api-Key", "")
-    return f"Bearer {key}" if key else ""
+    and Claude Code send). Both, naming different keys, are refused: which one the client meant is anyone's guess."""
+    value, key = headers.get("Authorization", ""), headers.get("X-Api-Key", "")
+    if value and key and bearer_token(value) != key:
+        raise errors.unauthorized("Authorization and x-api-key name different keys: send one.")
+    return value or (f"Bearer {key}" if key else "")
 
 
 def bearer_token(authorization: str) -> str:

@@ -217,26 +217,28 @@ class ResponsesInputTokensSerializer(serializers.Serializer):
     input = AnyJSONField((str, list))
 
 
+class AnthropicMessageSerializer(serializers.Serializer):
+    """One message of a Messages request (its content, text or blocks, goes on as it came)."""
+
+    role = serializers.ChoiceField(choices=["user", "assistant"])
+    content = AnyJSONField((str, list))
+
+
 class MessagesRequestSerializer(serializers.Serializer):
     """Anthropic's Messages API: what the gateway reads of it; the rest (system, tools, tool_choice, thinking, …)
     goes on to llama-server as it came."""
 
     passes_unknown_fields: ClassVar[bool] = True
     model = StrictCharField()
-    messages = AnyJSONField((list,))
+    messages = AnthropicMessageSerializer(many=True, allow_empty=False)
     max_tokens = StrictIntegerField(min_value=1)
     stream = StrictBooleanField(required=False, default=False)
-
-    def validate_messages(self, value: list) -> list:
-        if not value or not all(isinstance(m, dict) and m.get("role") in ("user", "assistant") for m in value):
-            raise serializers.ValidationError("must be a non-empty list of user and assistant messages")
-        return value
 
 
 class CountTokensSerializer(serializers.Serializer):
     passes_unknown_fields: ClassVar[bool] = True
     model = StrictCharField()
-    messages = AnyJSONField((list,))
+    messages = AnthropicMessageSerializer(many=True, allow_empty=False)
 
 
 class EmbeddingRequestSerializer(serializers.Serializer):

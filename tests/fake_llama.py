@@ -216,6 +216,12 @@ class FakeLlama:
                   {"type": "response.completed", "response": completed}]  # fmt: skip
         return await self._named_stream(request, events)
 
+    async def input_tokens(self, request: web.Request) -> web.Response:
+        """count_tokens (Messages) and input_tokens (Responses): one token per 4 characters of the request."""
+        body = await self._remember(request)
+        counted = max(1, len(json.dumps(body.get("messages") or body.get("input") or "")) // 4)
+        return web.json_response({"input_tokens": counted})
+
     async def messages(self, request: web.Request) -> web.StreamResponse:
         """The Messages API, streamed only: a tool_use block when the request has tools, else text."""
         body = await self._remember(request)
@@ -298,6 +304,8 @@ class FakeLlama:
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_post("/v1/responses", self.responses)
         app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", self.input_tokens)
+        app.router.add_post("/v1/responses/input_tokens", self.input_tokens)
         app.router.add_post("/v1/rerank", self.rerank)
         app.router.add_post("/v1/audio/transcriptions", self.transcriptions)
         return app

@@ -18,8 +18,13 @@ from monitor import views as monitorviews
 from monitor.admission import HARD, NORMAL, SOFT, STALE
 
 ERROR = {"$ref": "#/components/schemas/Error"}
+ANTHROPIC_ERROR = {"$ref": "#/components/schemas/AnthropicError"}
 MODEL = {"$ref": "#/components/schemas/Model"}
 BEARER = [{"bearer": []}]
+# Anthropic's SDKs send the key as x-api-key, which these operations take instead of a Bearer token.
+X_API_KEY = {"name": "x-api-key", "in": "header", "required": False, "schema": {"type": "string"},
+             "description": "The API key, as Anthropic's SDKs and Claude Code send it (instead of a Bearer token; "
+                            "both, naming different keys, are refused)."}  # fmt: skip
 # DRF's CharField refuses NUL characters in every string it reads (ProhibitNullCharactersValidator).
 NO_NUL = f"^(?:{params.ANY_TEXT})$"
 _JSON_TYPES = {str: "string", list: "array", dict: "object", int: "integer", float: "number", bool: "boolean"}
@@ -132,9 +137,38 @@ class Operation:
     text: bool = False  # it may answer in plain text (as the request asks)
     public: bool = False  # needs no API key
     description: str = ""
+    anthropic: bool = False  # errors in Anthropic's shape and statuses (gateway.errors.anthropic_response)
 
 
 GENERATION = (200, 400, 401, 403, 404, 413, 429, 501, 502, 503, 504)
+# Anthropic says 529 where OpenAI's shape says 503.
+ANTHROPIC_GENERATION = (200, 400, 401, 403, 404, 413, 429, 501, 502, 504, 529)
+RESPONSE = {
+    "type": "object",
+    "required": ["id", "object", "status", "model", "output"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"type": "string", "enum": ["response"]},
+        "status": {"type": "string"},
+        "model": {"type": "string", "description": "The model's id as the request named it."},
+        "output": {"type": "array", "items": {"type": "object"}, "description": "Messages, function calls, reasoning."},
+        "usage": {"type": "object"},
+    },
+}
+MESSAGE = {
+    "type": "object",
+    "required": ["id", "type", "role", "content", "model", "stop_reason"],
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"type": "string", "enum": ["message"]},
+        "role": {"type": "string", "enum": ["assistant"]},
+        "content": {"type": "array", "items": {"type": "object"}, "description": "text, tool_use, thinking blocks"},
+        "model": {"type": "string", "description": "The model's id as the request named it."},
+        "stop_reason": {"type": "string", "nullable": True},
+        "usage": {"type": "object"},
+    },
+}
+INPUT_TOKENS = {"type": "object", "required": ["input_tokens"], "properties": {"input_tokens": {"type": "integer"}}}
 MODEL_SCHEMA = {
     "type": "object",
     "required": ["id", "object", "created", "owned_by", "kind", "capabilities"],
@@ -284,6 +318,22 @@ OPERATIONS: tuple[Operation, ...] = (
               description="Image parts only for vision models (400 for the others)."),
     Operation("post", "/v1/completions", "Legacy text completion", GENERATION,
               body=schemas.CompletionRequestSerializer, stream=True),
+    Operation("post", "/v1/responses", "OpenAI's Responses API, stateless (llama-server keeps no responses)",
+              GENERATION, body=schemas.ResponsesRequestSerializer, ok=RESPONSE, stream=True,
+              description="Tools, instructions and the rest pass on to llama-server; previous_response_id is a 400. "
+                          "Streamed: llama-server's named events; the usage is in `response.completed`."),
+    Operation("post", "/v1/responses/input_tokens", "The input tokens a Responses request would use",
+              GENERATION, body=schemas.ResponsesInputTokensSerializer, ok=INPUT_TOKENS,
+              description="Counted by the model's own llama-server (loaded like any request); never shed, not "
+                          "counted against the key's tokens."),
+    Operation("post", "/v1/messages", "Anthropic's Messages API", ANTHROPIC_GENERATION,
+              body=schemas.MessagesRequestSerializer, ok=MESSAGE, stream=True, anthropic=True,
+              description="The key as x-api-key (Anthropic's SDKs, Claude Code) or a Bearer token; anthropic-version "
+                          "is accepted. Errors in Anthropic's shape, overloaded as 529."),
+    Operation("post", "/v1/messages/count_tokens", "The input tokens a Messages request would use",
+              ANTHROPIC_GENERATION, body=schemas.CountTokensSerializer, ok=INPUT_TOKENS, anthropic=True,
+              description="Counted by the model's own llama-server; never shed, not counted against the key's "
+                          "tokens."),
     Operation("post", "/v1/embeddings", "Embeddings of a string or a list of strings or token arrays", GENERATION,
               body=schemas.EmbeddingRequestSerializer),
     Operation("post", "/v1/rerank", "Documents ranked by relevance to a query (a rerank model)", GENERATION,
@@ -340,6 +390,7 @@ STATUS_TEXT = {
     502: "The backend failed or closed the stream",
     503: "No backend available",
     504: "The backend did not answer within the model's timeout",
+    529: "No backend available, or the device sheds load (Anthropic's overloaded_error)",
 }
 REQUEST_ID = {"description": "The request log row's id", "required": True, "schema": {"type": "string"}}
 RETRY_AFTER = {"description": "Seconds to wait", "required": True, "schema": {"type": "integer"}}
@@ -355,12 +406,12 @@ def _response(operation: Operation, status: int) -> dict[str, Any]:
         if operation.text:
             content["text/plain"] = {"schema": {"type": "string"}}
     else:
-        content = {"application/json": {"schema": ERROR}}
+        content = {"application/json": {"schema": ANTHROPIC_ERROR if operation.anthropic else ERROR}}
     response: dict[str, Any] = {"description": STATUS_TEXT[status], "content": content}
     headers = {}
     if operation.path.startswith("/v1/"):
         headers["X-Request-Id"] = REQUEST_ID
-    if status == 429:
+    if status == 429 and not operation.anthropic:
         headers["Retry-After"] = RETRY_AFTER
     if headers:
         response["headers"] = headers
@@ -377,6 +428,8 @@ def _operation(operation: Operation) -> dict[str, Any]:
     if not operation.public:
         spec["security"] = BEARER
     parameters = [param.openapi() for param in operation.parameters]
+    if operation.anthropic:
+        parameters.append(X_API_KEY)
     if "{model_id}" in operation.path:
         parameters.append({"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}})
     if parameters:
@@ -417,6 +470,18 @@ def document(base_url: str) -> dict[str, Any]:
                                 "code": {"type": "string", "nullable": True},
                             },
                         }
+                    },
+                },
+                "AnthropicError": {
+                    "type": "object",
+                    "required": ["type", "error"],
+                    "properties": {
+                        "type": {"type": "string", "enum": ["error"]},
+                        "error": {
+                            "type": "object",
+                            "required": ["type", "message"],
+                            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+                        },
                     },
                 },
                 "Model": MODEL_SCHEMA,
