@@ -16,7 +16,14 @@ from monitor.power import PowerSampler
 from monitor.tests.energy import FakeBoard, sampled
 
 WATTS = 12.0
-T = time.monotonic()  # the fake clock starts now: the sampler shares leases the readings have not reached for a while
+
+
+@pytest.fixture
+def t0() -> float:
+    """The fake clock starts when the test does: the sampler shares a lease the readings have not reached
+    STALL_SECONDS after its end (on the real clock) as far as they went, so a start taken when the module was
+    collected, minutes earlier in a full run, made the long lease look stalled."""
+    return time.monotonic()
 
 
 def told(link: NodeLink, *messages: dict) -> None:
@@ -33,21 +40,21 @@ def ended(lease: str, start: float, end: float) -> dict:
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_it_writes_the_shares_of_two_overlapping_requests(thread_connections_closed: None) -> None:
-    board = FakeBoard(WATTS * 1000, at=T)
+async def test_it_writes_the_shares_of_two_overlapping_requests(thread_connections_closed: None, t0: float) -> None:
+    board = FakeBoard(WATTS * 1000, at=t0)
     power = PowerSampler(board, hz=10)
     link = NodeLink("orin-1", power)
-    sampled(power, board, until=T + 1)
-    told(link, in_flight(1, T + 1))
-    sampled(power, board, until=T + 4)
-    told(link, in_flight(2, T + 4))
-    sampled(power, board, until=T + 6)
-    told(link, in_flight(1, T + 6), ended("short.1", T + 4, T + 6))
-    sampled(power, board, until=T + 9.5)
-    told(link, in_flight(0, T + 10), ended("long.1", T + 1, T + 10))
+    sampled(power, board, until=t0 + 1)
+    told(link, in_flight(1, t0 + 1))
+    sampled(power, board, until=t0 + 4)
+    told(link, in_flight(2, t0 + 4))
+    sampled(power, board, until=t0 + 6)
+    told(link, in_flight(1, t0 + 6), ended("short.1", t0 + 4, t0 + 6))
+    sampled(power, board, until=t0 + 9.5)
+    told(link, in_flight(0, t0 + 10), ended("long.1", t0 + 1, t0 + 10))
     await link.settle()  # the end of the long one is not read yet
     assert await sync_to_async(list)(EnergyFact.objects.values_list("request_id", flat=True)) == ["short"]
-    sampled(power, board, until=T + 10)
+    sampled(power, board, until=t0 + 10)
     await link.settle()
     facts = {fact.request_id: fact for fact in await sync_to_async(list)(EnergyFact.objects.all())}
     # Alone for 3 s and 4 s, half of the 2 s they overlap each.
@@ -65,16 +72,16 @@ async def test_it_writes_the_shares_of_two_overlapping_requests(thread_connectio
 
 @pytest.mark.django_db(transaction=True)
 async def test_it_keeps_the_facts_the_database_refused_for_the_next_time(
-    thread_connections_closed: None, monkeypatch: pytest.MonkeyPatch
+    thread_connections_closed: None, monkeypatch: pytest.MonkeyPatch, t0: float
 ) -> None:
-    board = FakeBoard(WATTS * 1000, at=T)
+    board = FakeBoard(WATTS * 1000, at=t0)
     power = PowerSampler(board, hz=10)
     link = NodeLink("orin-1", power)
-    sampled(power, board, until=T + 1)
-    told(link, in_flight(1, T + 1))
-    sampled(power, board, until=T + 3)
-    told(link, in_flight(0, T + 3), ended("request.1", T + 1, T + 3))
-    sampled(power, board, until=T + 4)
+    sampled(power, board, until=t0 + 1)
+    told(link, in_flight(1, t0 + 1))
+    sampled(power, board, until=t0 + 3)
+    told(link, in_flight(0, t0 + 3), ended("request.1", t0 + 1, t0 + 3))
+    sampled(power, board, until=t0 + 4)
 
     def refused(*args: object, **kwargs: object) -> None:
         raise DatabaseError("the database is restarting")
