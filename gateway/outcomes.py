@@ -28,6 +28,8 @@ class Route:
     backend: str = ""
     stream: bool = False
     cold_start_ms: float | None = None  # waited for a managed model to load
+    slot: int | None = None  # the llama-server slot its managed model's supervisor chose for it (id_slot)
+    prompt_restored: bool = False  # a cache of its prompt's start was restored from disk into that slot
 
     def waited(self, milliseconds: float) -> None:
         self.cold_start_ms = (self.cold_start_ms or 0) + milliseconds
@@ -40,6 +42,8 @@ class Usage:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     tokens_per_second: float | None = None
+    cached_tokens: int | None = None  # of the prompt, served from a cache instead of read
+    prompt_ms: float | None = None  # the time the backend spent reading the rest
     first_token: float | None = None  # time.perf_counter() when it arrived
     prompt_preview: str = ""
     completion_preview: str = ""
@@ -54,8 +58,26 @@ class Usage:
         if isinstance(usage, dict):
             self.prompt_tokens = usage.get("prompt_tokens", usage.get("input_tokens", self.prompt_tokens))
             self.completion_tokens = usage.get("completion_tokens", usage.get("output_tokens", self.completion_tokens))
-        if isinstance(timings, dict) and timings.get("predicted_per_second"):
+            details = usage.get("prompt_tokens_details", usage.get("input_tokens_details"))
+            if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+                self.cached_tokens = details["cached_tokens"]
+        if not isinstance(timings, dict):
+            return
+        if timings.get("predicted_per_second"):
             self.tokens_per_second = round(float(timings["predicted_per_second"]), 2)
+        if isinstance(timings.get("cache_n"), int):
+            self.cached_tokens = timings["cache_n"]
+        if isinstance(timings.get("prompt_ms"), int | float):
+            self.prompt_ms = round(float(timings["prompt_ms"]), 2)
+
+    def prompt_cache(self, restored: bool) -> str:
+        """Where the prompt's start came from (a RequestLog's prompt_cache), when the backend said how much of it
+        was cached: restored from disk, reused from the model's memory, or read from scratch."""
+        if self.cached_tokens is None:
+            return ""
+        if not self.cached_tokens:
+            return "none"
+        return "restored" if restored else "live"
 
     def first(self) -> None:
         if self.first_token is None:
@@ -64,6 +86,7 @@ class Usage:
     def restart(self) -> None:
         """Forget a backend's partial answer: another one answers from the start."""
         self.prompt_tokens = self.completion_tokens = self.tokens_per_second = self.first_token = None
+        self.cached_tokens = self.prompt_ms = None
         self.completion_preview = ""
 
 

@@ -302,8 +302,8 @@ class ResponsesEvents(Named):
         response = event.get("response")
         if isinstance(response, dict) and response.get("usage"):
             usage = response["usage"]
-            self.usage.count({"prompt_tokens": usage.get("input_tokens"), "completion_tokens": usage.get("output_tokens")},
-                             event.get("timings"))  # fmt: skip
+            self.usage.count({"prompt_tokens": usage.get("input_tokens"), "completion_tokens": usage.get("output_tokens"),
+                              "input_tokens_details": usage.get("input_tokens_details")}, event.get("timings"))  # fmt: skip
 
     def _add(self, event: Chunk) -> None:
         if event.get("type") in self.end_events:
@@ -343,6 +343,8 @@ class AnthropicEvents(Named):
             # Anthropic counts the prompt's cached tokens apart from its input tokens: the prompt is all of them.
             self.input_tokens = sum(int(usage.get(name) or 0) for name in
                                     ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"))  # fmt: skip
+            if isinstance(usage.get("cache_read_input_tokens"), int):
+                self.usage.cached_tokens = usage["cache_read_input_tokens"]
         self.usage.count({"prompt_tokens": self.input_tokens, "completion_tokens": usage.get("output_tokens")})
 
     def _add(self, event: Chunk) -> None:

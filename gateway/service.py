@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
-from gateway import errors, images, limits, prompts, relay, routing, schemas, upstream
+from gateway import errors, images, limits, prefix, prompts, relay, routing, schemas, upstream
 from gateway.models import APIKey, ModelKind, PromptFormat
 from gateway.node import link
 from gateway.outcomes import Answer, Asked, Route, Usage
@@ -60,19 +60,20 @@ async def chat(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Stream:
             prompt_preview=prompts.message_text(data["messages"][-1].get("content")) if asked.previews else ""
         )
         include_usage = _include_usage(data)
+        talk = _conversation(info, key, data["messages"], tools=data.get("tools"))
         if info.prompt_format == PromptFormat.SERVER or info.kind == ModelKind.VISION:
             payload = _openai_payload(info, data, extra)
 
             def events(usage: Usage) -> relay.Events:
                 return relay.OpenAIEvents(data["model"], "content", include_usage, usage, asked.previews)
 
-            return await _generate(key, info, data, asked, route, usage, CHAT, payload, events)
+            return await _generate(key, info, data, asked, route, usage, CHAT, payload, events, talk)
         payload = _template_payload(info, data, extra)
 
         def template_events(usage: Usage) -> relay.Events:
             return relay.TemplateEvents(data["model"], asked, include_usage, usage, asked.previews)
 
-        return await _generate(key, info, data, asked, route, usage, "/completion", payload, template_events)
+        return await _generate(key, info, data, asked, route, usage, "/completion", payload, template_events, talk)
 
 
 async def completion(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Stream:
@@ -114,9 +115,19 @@ def _include_usage(data: dict) -> bool:
     return bool((data.get("stream_options") or {}).get("include_usage"))
 
 
+def _conversation(
+    info: ModelInfo, key: APIKey, messages: list, system: Any = None, tools: Any = None
+) -> prefix.Conversation | None:
+    """The request's prefix hashes, for a model with a managed backend: its supervisor sends the request to the slot
+    that holds the start of its prompt, or restores a saved cache of it (gateway.lifecycle.promptcache)."""
+    if not any(backend.managed for backend in info.backends):
+        return None
+    return prefix.conversation(messages, model=info.model_id, key_id=key.pk, system=system, tools=tools)
+
+
 async def _generate(
     key: APIKey, info: ModelInfo, data: dict, asked: Asked, route: Route, usage: Usage, path: str, payload: dict,
-    events: EventsFor,
+    events: EventsFor, talk: prefix.Conversation | None = None,
 ) -> Answer | relay.Stream:  # fmt: skip
     """Generate through a backend's stream, whatever the client asked for: leaving early cancels the generation
     either way. A client that wants one answer gets it put together (gateway.relay.whole), from another backend if
@@ -126,13 +137,14 @@ async def _generate(
     if not data["stream"]:
         try:
             answer = await _first_answering(info, lambda backend: _whole_answer(backend, info, path, payload,
-                                                                                asked, route, usage, events))  # fmt: skip
+                                                                                asked, route, usage, events, talk))  # fmt: skip
         finally:
             await asyncio.shield(release(usage.tokens))
         return Answer(answer, route, usage)
     try:
         source = await _first_answering(
-            info, lambda backend: _open(backend, info, path, payload, asked, route, settings.SSE_KEEPALIVE_SECONDS)
+            info,
+            lambda backend: _open(backend, info, path, payload, asked, route, settings.SSE_KEEPALIVE_SECONDS, talk),
         )
     except BaseException:
         await release(0)
@@ -142,10 +154,10 @@ async def _generate(
 
 async def _whole_answer(
     backend: BackendInfo, info: ModelInfo, path: str, payload: dict, asked: Asked, route: Route, usage: Usage,
-    events: EventsFor,
+    events: EventsFor, talk: prefix.Conversation | None,
 ) -> dict:  # fmt: skip
     usage.restart()  # the answer's own first token and tokens, not those of a backend that failed part-way
-    source = await _open(backend, info, path, payload, asked, route, keepalive=info.request_timeout)
+    source = await _open(backend, info, path, payload, asked, route, info.request_timeout, talk)
     return await relay.whole(source, events(usage))
 
 
@@ -213,11 +225,12 @@ async def responses(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Stre
         items = data["input"] if isinstance(data["input"], list) else [{"content": data["input"]}]
         usage = Usage(prompt_preview=_last_text(items) if asked.previews else "")
         payload = _passed_on(info, body, "max_output_tokens")
+        talk = _conversation(info, key, items, system=data.get("instructions"), tools=body.get("tools"))
 
         def events(usage: Usage) -> relay.Events:
             return relay.ResponsesEvents(data["model"], usage, asked.previews)
 
-        return await _generate(key, info, data, asked, route, usage, RESPONSES, payload, events)
+        return await _generate(key, info, data, asked, route, usage, RESPONSES, payload, events, talk)
 
 
 async def messages(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Stream:
@@ -228,11 +241,12 @@ async def messages(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Strea
         _needs_the_models_template(info, MESSAGES)
         usage = Usage(prompt_preview=_last_text(data["messages"]) if asked.previews else "")
         payload = _passed_on(info, body, "max_tokens")
+        talk = _conversation(info, key, data["messages"], system=body.get("system"), tools=body.get("tools"))
 
         def events(usage: Usage) -> relay.Events:
             return relay.AnthropicEvents(data["model"], usage, asked.previews)
 
-        return await _generate(key, info, data, asked, route, usage, MESSAGES, payload, events)
+        return await _generate(key, info, data, asked, route, usage, MESSAGES, payload, events, talk)
 
 
 async def input_tokens(key: APIKey, body: Any, asked: Asked) -> Answer:
@@ -406,15 +420,21 @@ async def _first_answering(info: ModelInfo, attempt: Callable[[BackendInfo], Awa
 
 @contextlib.asynccontextmanager
 async def _reach(
-    backend: BackendInfo, model: str, generation: bool, asked: Asked, route: Route
-) -> AsyncIterator[upstream.Target]:
+    backend: BackendInfo, model: str, generation: bool, asked: Asked, route: Route,
+    talk: prefix.Conversation | None = None,
+) -> AsyncIterator[upstream.Target]:  # fmt: skip
     """The backend's address for the time of the block, counted in its requests in flight meanwhile: a managed one's
-    from a lease of its node's supervisor (load on demand), an external one's own, admitted by the supervisor of the
-    node it runs on (heat, power, energy) when that node has one."""
+    from a lease of its node's supervisor (load on demand; the lease names the slot, `route.slot`), an external one's
+    own, admitted by the supervisor of the node it runs on (heat, power, energy) when that node has one."""
+    route.slot, route.prompt_restored = None, False
     with routing.occupy(backend):
         if backend.managed:
-            async with link.lease(backend.id, backend.node, backend.supervisor, asked.request_id) as grant:
+            boundaries, owner = (talk.boundaries, talk.owner) if talk else ((), "")
+            async with link.lease(
+                backend.id, backend.node, backend.supervisor, asked.request_id, boundaries, owner
+            ) as grant:
                 route.backend = grant.target.base_url
+                route.slot, route.prompt_restored = grant.slot, grant.restored
                 if grant.cold:
                     route.waited(grant.waited_ms)
                 yield grant.target
@@ -444,10 +464,11 @@ async def _admitted(backend: BackendInfo, model: str, generation: bool, asked: A
 
 
 async def _open(
-    backend: BackendInfo, info: ModelInfo, path: str, payload: dict, asked: Asked, route: Route, keepalive: float
-) -> relay.Upstream:
+    backend: BackendInfo, info: ModelInfo, path: str, payload: dict, asked: Asked, route: Route, keepalive: float,
+    talk: prefix.Conversation | None = None,
+) -> relay.Upstream:  # fmt: skip
     """A backend's stream once its first events have arrived, so that errors before them are plain HTTP errors."""
-    batches = _batches(backend, info, path, payload, asked, route, keepalive)
+    batches = _batches(backend, info, path, payload, asked, route, keepalive, talk)
     try:
         first = await anext(batches)
     except StopAsyncIteration:
@@ -459,11 +480,14 @@ async def _open(
 
 
 async def _batches(
-    backend: BackendInfo, info: ModelInfo, path: str, payload: dict, asked: Asked, route: Route, keepalive: float
-) -> AsyncIterator[list[bytes]]:
+    backend: BackendInfo, info: ModelInfo, path: str, payload: dict, asked: Asked, route: Route, keepalive: float,
+    talk: prefix.Conversation | None,
+) -> AsyncIterator[list[bytes]]:  # fmt: skip
     """The stream's owner: the backend's place, its lease and its connection are held until this generator is
     closed (Upstream.close), or collected."""
-    async with _reach(backend, info.model_id, True, asked, route) as target:
+    async with _reach(backend, info.model_id, True, asked, route, talk) as target:
+        if route.slot is not None:
+            payload = {**payload, "id_slot": route.slot}
         async for batch in upstream.stream(target, path, payload, info.request_timeout, keepalive):
             yield batch
 

@@ -253,6 +253,21 @@ SUPERVISOR_SOCKET = Path(_socket) if _socket else None
 LLAMA_LOG_MAX_BYTES = env.int("LLAMA_LOG_MAX_BYTES", default=10 * 1024 * 1024)
 # Seconds a model whose llama-server failed to load refuses requests before it is tried again.
 MODEL_FAILED_RETRY_SECONDS = env.float("MODEL_FAILED_RETRY_SECONDS", default=60.0)
+# Prompt caches saved to disk when a managed model stops and restored when its conversations come back
+# (gateway.lifecycle.kvcache), in VAR_DIR/kv: MiB of disk they may fill (0 = none are saved; the least recently used
+# go first), MiB they may write per hour (flash storage wears), the fewest tokens a slot must hold to be saved, and
+# the longest a save may take when a request waits for the memory it frees (milliseconds; longer saves are skipped).
+KV_CACHE_DISK_MB = env.int("KV_CACHE_DISK_MB", default=2048)
+KV_CACHE_WRITE_MB_PER_HOUR = env.int("KV_CACHE_WRITE_MB_PER_HOUR", default=4096)
+KV_CACHE_MIN_TOKENS = env.int("KV_CACHE_MIN_TOKENS", default=256)
+KV_CACHE_SAVE_WAIT_MS = env.float("KV_CACHE_SAVE_WAIT_MS", default=1000.0)
+# Saved caches serve only the API key whose conversation they hold; true lets any key's identical prompt use them.
+KV_CACHE_SHARED = env.bool("KV_CACHE_SHARED", default=False)
+if KV_CACHE_DISK_MB < 0 or KV_CACHE_WRITE_MB_PER_HOUR < 0 or KV_CACHE_MIN_TOKENS < 1 or KV_CACHE_SAVE_WAIT_MS < 0:
+    raise ImproperlyConfigured(
+        "KV_CACHE_DISK_MB, KV_CACHE_WRITE_MB_PER_HOUR and KV_CACHE_SAVE_WAIT_MS must not be negative, "
+        "KV_CACHE_MIN_TOKENS at least 1"
+    )
 if MODEL_QUEUE_LENGTH < 1 or MODEL_LOAD_TIMEOUT <= 0 or MODEL_STOP_GRACE < 0 or MODEL_IDLE_TTL < 0:
     raise ImproperlyConfigured(
         "MODEL_QUEUE_LENGTH and MODEL_LOAD_TIMEOUT must be positive, MODEL_STOP_GRACE and MODEL_IDLE_TTL not negative"

@@ -105,6 +105,8 @@ class Entry:
     oom_floor: int = 0  # after an OOM kill: never budgeted below this
     removed: bool = False  # no longer a managed model of this node: leaves the books once its process has exited
     pending_failure: str = ""  # why it is being stopped, when the stop ends in `failed` (a load that timed out)
+    saved_caches: int = 0  # its prompt caches saved on disk (gateway.lifecycle.promptcache), and their bytes
+    saved_cache_bytes: int = 0
 
     @property
     def backend_id(self) -> int:

@@ -51,9 +51,10 @@ class Config:
     def options(self) -> estimate.Options:
         return estimate.Options.from_args(self.ctx_size, self.parallel, list(self.args), self.cache_ram_mb)
 
-    def command(self, port: int, key_file: str, binary: str) -> list[str]:
+    def command(self, port: int, key_file: str, binary: str, save_path: str = "") -> list[str]:
         """The llama-server command line: ours after the operator's tuning flags, so that ours hold. The key is
-        read from a file: a command line is readable by every user of the machine."""
+        read from a file: a command line is readable by every user of the machine. `save_path`: the folder its
+        slots are saved to (gateway.lifecycle.promptcache)."""
         known = llama.supported_flags(binary)
         # The supervisor has checked the memory already: llama.cpp's own fitting would load the model twice.
         # -lv 4 makes it log its buffer sizes, which are what the model measurably uses.
@@ -67,6 +68,7 @@ class Config:
                 gpu_layers=self.gpu_layers, cache_ram_mb=cache_ram_mb, extra_args=list(self.args), binary=binary,
             ),
             *ours,
+            *(["--slot-save-path", save_path] if save_path else []),
             "--api-key-file", key_file,
         ]  # fmt: skip
 

@@ -60,13 +60,17 @@ class Estimate:
     kv: int
     compute: int
     prompt_cache: int
+    # Some layers keep only a sliding window of the context (no --swa-full): a slot's cache saved to disk and
+    # restored is not reused then (llama.cpp cannot roll such a cache back), so it is not worth saving.
+    windowed: bool = False
 
     @property
     def total(self) -> int:
         return self.weights + self.kv + self.compute + self.prompt_cache
 
     def as_dict(self) -> dict[str, int]:
-        return {**asdict(self), "total": self.total}
+        sizes = {name: value for name, value in asdict(self).items() if name != "windowed"}
+        return {**sizes, "total": self.total}
 
     def describe(self) -> str:
         return (
@@ -200,4 +204,10 @@ def estimate(
         kv=kv_cache_bytes(header, options),
         compute=compute_bytes(header, options),
         prompt_cache=options.cache_ram_mb * MIB,
+        windowed=windowed(header, options),
     )
+
+
+def windowed(header: Header, options: Options) -> bool:
+    layers = int(header.get("block_count") or 0)
+    return not options.swa_full and any(_sliding_layers(header, layers))

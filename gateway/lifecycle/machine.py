@@ -135,6 +135,15 @@ class Tick:
 
 
 @dataclass(frozen=True)
+class SavedCaches:
+    """The prompt caches of a model saved on disk now (gateway.lifecycle.promptcache): shown with its state."""
+
+    backend: int
+    count: int
+    bytes: int
+
+
+@dataclass(frozen=True)
 class Drain:
     pass
 
@@ -153,6 +162,7 @@ Event = (
     | Heard
     | Tick
     | Drain
+    | SavedCaches
 )
 
 
@@ -316,7 +326,7 @@ class Machine:
             unload_at=wall(unload_at) if unload_at is not None else None,
             idle_ttl=config.idle_ttl if config else 0.0, pinned=entry.pinned, load_seconds=entry.load_seconds,
             last_error=entry.last_error or entry.setup.problem, exit_code=entry.exit_code,
-            oom_kills=entry.oom_kills,
+            oom_kills=entry.oom_kills, saved_caches=entry.saved_caches, saved_cache_bytes=entry.saved_cache_bytes,
         )  # fmt: skip
 
     def status(self) -> dict[str, Any]:
@@ -778,6 +788,11 @@ class Machine:
 
     def _on_memorynow(self, event: MemoryNow, now: float) -> None:
         self.available = event.available
+
+    def _on_savedcaches(self, event: SavedCaches, now: float) -> None:
+        if (entry := self.entries.get(event.backend)) is not None:
+            entry.saved_caches, entry.saved_cache_bytes = event.count, event.bytes
+            self.changed.add(entry.backend_id)
 
     def _on_tick(self, event: Tick, now: float) -> None:
         pass  # everything due is done by _housekeep

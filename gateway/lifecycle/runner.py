@@ -105,8 +105,9 @@ class Process:
 
 
 class Runner:
-    def __init__(self, feed: Callable[[Event], None]) -> None:
+    def __init__(self, feed: Callable[[Event], None], save_path: Callable[[Setup], str] = lambda setup: "") -> None:
         self.feed = feed
+        self.save_path = save_path  # where a model's slots are saved (gateway.lifecycle.promptcache), or ""
         self.processes: dict[int, Process] = {}  # backend → its one process
         self.tasks: set[asyncio.Task] = set()
         self.folder = private_folder(Path(settings.VAR_DIR) / "llama")
@@ -173,7 +174,8 @@ class Runner:
             key_file.write_text(key)
             key_file.chmod(0o600)
             binary = str(await asyncio.to_thread(llama.server_binary))
-            command = await asyncio.to_thread(config.command, port, str(key_file), binary)
+            save_path = await asyncio.to_thread(self.save_path, setup)
+            command = await asyncio.to_thread(config.command, port, str(key_file), binary, save_path)
             log = RotatingLog(self.folder / f"{config.model_id.replace('/', '_')}.log", settings.LLAMA_LOG_MAX_BYTES)
             log.write(f"==== {timezone.now().isoformat()} supervisor: {shlex.join(command)}\n".encode())
             kills_before = memory.oom_kills()
@@ -197,7 +199,7 @@ class Runner:
         loaded = bytearray()
         pumping = asyncio.ensure_future(self._pump(child, log, process, loaded))
         exit_code = asyncio.ensure_future(child.wait())
-        target = upstream.Target(f"http://{_loopback(settings.LLAMA_HOST)}:{port}", key)
+        target = upstream.Target(f"http://{loopback(settings.LLAMA_HOST)}:{port}", key)
         if await self._wait_ready(process, target, exit_code):
             buffers = memory.parse_buffers(loaded.decode(errors="replace"))
             process.device_bytes = buffers.device if buffers else 0
@@ -241,6 +243,6 @@ class Runner:
                 await task
 
 
-def _loopback(host: str) -> str:
+def loopback(host: str) -> str:
     loopback = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
     return f"[{loopback}]" if ":" in loopback else loopback

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from gateway import llama
-from gateway.lifecycle import config, memory
+from gateway.lifecycle import config, memory, promptcache
 from gateway.lifecycle.machine import (
     Acquire,
     Admit,
@@ -32,22 +32,25 @@ from gateway.lifecycle.machine import (
     Drained,
     Effect,
     Event,
+    Exited,
     Heard,
     Machine,
     Measure,
     MemoryNow,
     Operate,
+    Ready,
     Refresh,
     Registry,
     Release,
     Reply,
     Rules,
+    SavedCaches,
     Spawn,
     Tell,
     Terminate,
     Tick,
 )
-from gateway.lifecycle.runner import Runner
+from gateway.lifecycle.runner import Runner, loopback
 from gateway.lifecycle.server import Connection, Server
 from gateway.lifecycle.store import Store
 from gateway.models import Backend, ManagedRuntime
@@ -60,6 +63,8 @@ CLOCK_EVERY = 1.0  # seconds between looks at the memory, the processes' peaks a
 FLUSH_EVERY = 1.0  # seconds between writes of changed counters
 HEARTBEAT_EVERY = 5.0
 REFRESH_EVERY = 10.0  # seconds between reads of the registry (admin edits)
+SAVE_LIMIT = 10.0  # seconds a model's saves may delay its stop
+SWEEP_EVERY = 60.0  # seconds between sweeps of the saved prompt caches (revoked keys, changed models, the budget)
 OPERATIONS = ("load", "unload", "restart", "status")
 
 
@@ -97,7 +102,8 @@ class NodeSupervisor:
         self.socket_path = socket_path
         self.cap = cap
         self.machine: Machine | None = None
-        self.runner = Runner(self.feed)
+        self.caches = promptcache.PromptCaches()
+        self.runner = Runner(self.feed, promptcache.save_path)
         self.server = Server(node, self.receive, self.closed, self.welcome)
         self.store: Store | None = None
         self.tasks: set[asyncio.Task] = set()
@@ -144,7 +150,7 @@ class NodeSupervisor:
     async def stop(self) -> None:
         """Drain, then stop every model and record it stopped; bounded by the drain grace and the stop grace."""
         self.feed(Drain())
-        limit = settings.SUPERVISOR_DRAIN_SECONDS + settings.MODEL_STOP_GRACE + 5
+        limit = settings.SUPERVISOR_DRAIN_SECONDS + SAVE_LIMIT + settings.MODEL_STOP_GRACE + 5
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.drained.wait(), limit)
         for task in list(self.tasks):
@@ -162,6 +168,16 @@ class NodeSupervisor:
         assert self.machine is not None and self.store is not None
         for effect in self.machine.step(event, time.monotonic()):
             self._carry_out(effect)
+        if isinstance(event, Ready) and (entry := self.machine.entries.get(event.backend)) is not None:
+            if entry.generation == event.generation and entry.port is not None:
+                self.caches.ready(event.backend, event.generation, entry.port, entry.key, entry.setup,
+                                  loopback(settings.LLAMA_HOST))  # fmt: skip
+        elif isinstance(event, Exited):
+            self.caches.exited(event.backend)
+        elif isinstance(event, Release):
+            self.caches.released(event.lease)
+        elif isinstance(event, Disconnected):
+            self.caches.disconnected(event.holder)
         self.store.after_step()
         self.wake.set()  # the next deadline may have moved
 
@@ -171,6 +187,7 @@ class NodeSupervisor:
         holder, message_id = connection.holder, message.get("id")
         backend = message.get("backend")
         if op == "acquire" and isinstance(backend, int):
+            self.caches.asked(holder, message_id, backend, str(message.get("lease")), message)
             self.feed(Acquire(holder, message_id, backend, str(message.get("lease"))))
         elif op == "admit":
             model, lease = str(message.get("model")), str(message.get("lease"))
@@ -205,11 +222,17 @@ class NodeSupervisor:
 
     def _carry_out(self, effect: Effect) -> None:
         if isinstance(effect, Reply):
-            self.server.send(effect.holder, {"op": "reply", "id": effect.message_id, **effect.body})
+            if (lease := self.caches.answering(effect.holder, effect.message_id, effect.body)) is not None:
+                self._spawn(self._grant(effect, lease))
+            else:
+                self.server.send(effect.holder, {"op": "reply", "id": effect.message_id, **effect.body})
         elif isinstance(effect, Spawn):
             self.runner.spawn(effect.backend, effect.generation, effect.setup)
         elif isinstance(effect, Terminate):
-            self.runner.terminate(effect.backend, effect.generation)
+            if effect.cuts:
+                self.runner.terminate(effect.backend, effect.generation)
+            else:
+                self._spawn(self._save_and_stop(effect))
         elif isinstance(effect, Measure):
             self.runner.measure(effect.backend, effect.generation)
         elif isinstance(effect, Tell):
@@ -219,6 +242,34 @@ class NodeSupervisor:
         elif isinstance(effect, Drained):
             self.drained.set()
 
+    async def _grant(self, reply: Reply, lease: str) -> None:
+        """A grant names its slot, into which a saved cache of the prompt's start may be restored first."""
+        body = reply.body
+        try:
+            body = await self.caches.granted(lease, reply.body)
+        except Exception:
+            logger.exception("supervisor: choosing the slot of lease %s failed", lease)
+        finally:
+            self.server.send(reply.holder, {"op": "reply", "id": reply.message_id, **body})
+
+    async def _save_and_stop(self, stop: Terminate) -> None:
+        """A planned stop saves the prompts worth keeping first; a save never keeps a model from stopping."""
+        assert self.machine is not None
+        someone_waits = any(entry.waiters for entry in self.machine.entries.values())
+        try:
+            await asyncio.wait_for(self.caches.save(stop.backend, stop.generation, someone_waits), SAVE_LIMIT)
+        except Exception:
+            logger.exception("supervisor: saving the prompt caches of backend %s failed", stop.backend)
+        finally:
+            self.runner.terminate(stop.backend, stop.generation)
+        if (entry := self.machine.entries.get(stop.backend)) is not None:
+            self.feed(SavedCaches(stop.backend, **self.caches.summary(entry.model_id)))
+
+    async def _sweep(self) -> None:
+        assert self.machine is not None
+        configs = [e.setup.config for e in self.machine.entries.values() if e.setup.config is not None]
+        await self.caches.sweep(configs)
+
     # --- the clock ---
 
     async def _clock(self) -> None:
@@ -226,6 +277,7 @@ class NodeSupervisor:
         failure in one round is logged and the next round runs: the heartbeat never stops."""
         assert self.machine is not None and self.store is not None
         last_flush = last_beat = last_refresh = time.monotonic()
+        last_sweep = last_refresh - SWEEP_EVERY
         while True:
             delay = min(CLOCK_EVERY, max(self.machine.next_deadline() - time.monotonic(), 0.0))
             self.wake.clear()
@@ -243,6 +295,9 @@ class NodeSupervisor:
                 if now - last_refresh >= REFRESH_EVERY:
                     last_refresh = now
                     self._spawn(self.refresh())
+                if now - last_sweep >= SWEEP_EVERY:
+                    last_sweep = now
+                    self._spawn(self._sweep())
                 self.feed(Tick())
             except asyncio.CancelledError:
                 raise

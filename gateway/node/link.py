@@ -18,7 +18,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from django.conf import settings
 from gateway import errors
 from gateway.node import protocol
 from gateway.node.identity import node_name
+from gateway.prefix import Boundary, as_message
 from gateway.upstream import Target
 
 if TYPE_CHECKING:
@@ -305,6 +306,8 @@ class Grant:
     target: Target
     waited_ms: float
     cold: bool
+    slot: int | None = None  # the llama-server slot to send the request to (id_slot)
+    restored: bool = False  # a saved cache of the prompt's start was restored into it
 
 
 def model_url(address: str, port: int) -> str:
@@ -345,12 +348,20 @@ async def _leased(node: str, address: str, message: dict[str, Any], request_id: 
 
 
 @contextlib.asynccontextmanager
-async def lease(backend: int, node: str, address: str, request_id: str) -> AsyncIterator[Grant]:
+async def lease(
+    backend: int, node: str, address: str, request_id: str, conversation: Sequence[Boundary] = (), owner: str = ""
+) -> AsyncIterator[Grant]:
     """A managed backend's URL and key for the time of the block (loaded on demand). `address` is how to reach its
-    node's supervisor (`address`, above)."""
-    async with _leased(node, address, {"op": "acquire", "backend": backend}, request_id) as reply:
+    node's supervisor (`address`, above). A conversation's prefix hashes (gateway.prefix) and its API key let the
+    supervisor choose the slot that holds its start, or restore a saved cache of it."""
+    message: dict[str, Any] = {"op": "acquire", "backend": backend}
+    if conversation:
+        message |= {"prefix": as_message(list(conversation)), "owner": owner}
+    async with _leased(node, address, message, request_id) as reply:
         target = Target(model_url(address, reply["port"]), str(reply.get("key") or ""))
-        yield Grant(target, reply["waited_ms"], reply["cold"])
+        slot = reply.get("slot")
+        yield Grant(target, reply["waited_ms"], reply["cold"], slot if isinstance(slot, int) else None,
+                    bool(reply.get("restored")))  # fmt: skip
 
 
 @contextlib.asynccontextmanager

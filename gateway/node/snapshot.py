@@ -57,6 +57,8 @@ class ModelSnapshot:
     last_error: str = ""
     exit_code: int | None = None
     oom_kills: int = 0
+    saved_caches: int = 0  # prompt caches saved on disk for its conversations (gateway.lifecycle.kvcache)
+    saved_cache_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -37,6 +37,13 @@ def energy_by_request(request_ids: Iterable[str]) -> dict[str, dict[str, float |
     return {total.pop("request_id"): total for total in totals}
 
 
+PROMPT_CACHE_CHOICES = [
+    ("restored", "restored from disk"),
+    ("live", "reused from memory"),
+    ("none", "read from scratch"),
+]
+
+
 class RequestLogQuerySet(models.QuerySet["RequestLog"]):
     def with_energy(self) -> RequestLogQuerySet:
         """Each row with its request's energy as `energy_mj` and `energy_net_mj`, looked up in the same query."""
@@ -72,6 +79,17 @@ class RequestLog(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_second = models.FloatField(null=True, blank=True)
+    prompt_cache = models.CharField(
+        max_length=10, blank=True, choices=PROMPT_CACHE_CHOICES,
+        help_text="Where the prompt's start was read from: a cache restored from disk, the model's memory (a live slot "
+        "or its RAM cache), or nowhere (read from scratch). Blank when the backend does not say.",
+    )  # fmt: skip
+    cached_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Prompt tokens served from a cache instead of being read."
+    )
+    prompt_ms = models.FloatField(
+        "prompt reading (ms)", null=True, blank=True, help_text="Time the model spent reading the rest of the prompt."
+    )
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
     client_gone = models.BooleanField(default=False, help_text="The client went away before the answer ended.")

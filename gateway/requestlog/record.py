@@ -68,6 +68,8 @@ class RequestRecord(Fields):
         if usage is not None:
             self.prompt_tokens, self.completion_tokens = usage.prompt_tokens, usage.completion_tokens
             self.tokens_per_second = usage.tokens_per_second
+            self.cached_tokens, self.prompt_ms = usage.cached_tokens, usage.prompt_ms
+            self.prompt_cache = usage.prompt_cache(route.prompt_restored if route is not None else False)
             if usage.first_token is not None:
                 self.ttft_ms = (usage.first_token - self.started) * 1000
             if self.store_previews:

@@ -40,6 +40,9 @@ class Fields:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     tokens_per_second: float | None = None
+    prompt_cache: str = ""  # restored, live, none (gateway.lifecycle.kvcache)
+    cached_tokens: int | None = None
+    prompt_ms: float | None = None
     client_ip: str | None = None
     user_agent: str = ""
     client_gone: bool = False
@@ -74,6 +77,9 @@ PUBLIC_FIELDS = (
     "prompt_tokens",
     "completion_tokens",
     "tokens_per_second",
+    "prompt_cache",
+    "cached_tokens",
+    "prompt_ms",
     "energy_mj",
     "energy_net_mj",
     "client_ip",
@@ -148,6 +154,9 @@ def to_row(record: Fields) -> Any:
         prompt_tokens=record.prompt_tokens,
         completion_tokens=record.completion_tokens,
         tokens_per_second=record.tokens_per_second,
+        prompt_cache=record.prompt_cache,
+        cached_tokens=record.cached_tokens,
+        prompt_ms=record.prompt_ms,
         client_ip=ip,
         user_agent=_clip(redact(record.user_agent), 300),
         client_gone=record.client_gone,
