@@ -263,11 +263,15 @@ KV_CACHE_MIN_TOKENS = env.int("KV_CACHE_MIN_TOKENS", default=256)
 KV_CACHE_SAVE_WAIT_MS = env.float("KV_CACHE_SAVE_WAIT_MS", default=1000.0)
 # Saved caches serve only the API key whose conversation they hold; true lets any key's identical prompt use them.
 KV_CACHE_SHARED = env.bool("KV_CACHE_SHARED", default=False)
-if KV_CACHE_DISK_MB < 0 or KV_CACHE_WRITE_MB_PER_HOUR < 0 or KV_CACHE_MIN_TOKENS < 1 or KV_CACHE_SAVE_WAIT_MS < 0:
+# Seconds between sweeps of the saved caches: those of revoked, expired or deleted keys and of changed models go.
+KV_CACHE_SWEEP_SECONDS = env.float("KV_CACHE_SWEEP_SECONDS", default=60.0)
+if min(KV_CACHE_DISK_MB, KV_CACHE_WRITE_MB_PER_HOUR, KV_CACHE_SAVE_WAIT_MS) < 0 or KV_CACHE_MIN_TOKENS < 1:
     raise ImproperlyConfigured(
         "KV_CACHE_DISK_MB, KV_CACHE_WRITE_MB_PER_HOUR and KV_CACHE_SAVE_WAIT_MS must not be negative, "
         "KV_CACHE_MIN_TOKENS at least 1"
     )
+if KV_CACHE_SWEEP_SECONDS <= 0:
+    raise ImproperlyConfigured("KV_CACHE_SWEEP_SECONDS must be positive")
 if MODEL_QUEUE_LENGTH < 1 or MODEL_LOAD_TIMEOUT <= 0 or MODEL_STOP_GRACE < 0 or MODEL_IDLE_TTL < 0:
     raise ImproperlyConfigured(
         "MODEL_QUEUE_LENGTH and MODEL_LOAD_TIMEOUT must be positive, MODEL_STOP_GRACE and MODEL_IDLE_TTL not negative"

@@ -64,7 +64,6 @@ FLUSH_EVERY = 1.0  # seconds between writes of changed counters
 HEARTBEAT_EVERY = 5.0
 REFRESH_EVERY = 10.0  # seconds between reads of the registry (admin edits)
 SAVE_LIMIT = 10.0  # seconds a model's saves may delay its stop
-SWEEP_EVERY = 60.0  # seconds between sweeps of the saved prompt caches (revoked keys, changed models, the budget)
 OPERATIONS = ("load", "unload", "restart", "status")
 
 
@@ -269,6 +268,8 @@ class NodeSupervisor:
         assert self.machine is not None
         configs = [e.setup.config for e in self.machine.entries.values() if e.setup.config is not None]
         await self.caches.sweep(configs)
+        for entry in list(self.machine.entries.values()):
+            self.feed(SavedCaches(entry.backend_id, **self.caches.summary(entry.model_id)))
 
     # --- the clock ---
 
@@ -277,7 +278,7 @@ class NodeSupervisor:
         failure in one round is logged and the next round runs: the heartbeat never stops."""
         assert self.machine is not None and self.store is not None
         last_flush = last_beat = last_refresh = time.monotonic()
-        last_sweep = last_refresh - SWEEP_EVERY
+        last_sweep = last_refresh - settings.KV_CACHE_SWEEP_SECONDS
         while True:
             delay = min(CLOCK_EVERY, max(self.machine.next_deadline() - time.monotonic(), 0.0))
             self.wake.clear()
@@ -295,7 +296,7 @@ class NodeSupervisor:
                 if now - last_refresh >= REFRESH_EVERY:
                     last_refresh = now
                     self._spawn(self.refresh())
-                if now - last_sweep >= SWEEP_EVERY:
+                if now - last_sweep >= settings.KV_CACHE_SWEEP_SECONDS:
                     last_sweep = now
                     self._spawn(self._sweep())
                 self.feed(Tick())
