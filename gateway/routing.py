@@ -137,8 +137,10 @@ def require(info: ModelInfo, endpoint: str) -> None:
         )
 
 
-def candidates(info: ModelInfo) -> list[BackendInfo]:
-    """Backends to try, in order: out of cool-off and with room, least loaded for their weight first."""
+def candidates(info: ModelInfo, preferred: int | None = None) -> list[BackendInfo]:
+    """Backends to try, in order: out of cool-off and with room, least loaded for their weight first; the
+    `preferred` one (which holds the start of the request's conversation: gateway.affinity) first unless it is
+    busier by a whole request than the least loaded."""
     now = time.monotonic()
     ready: list[tuple[float, BackendInfo]] = []
     for backend in info.backends:
@@ -151,6 +153,9 @@ def candidates(info: ModelInfo) -> list[BackendInfo]:
     least = min(load for load, _ in ready)
     tied = [backend for load, backend in ready if load == least]
     first = random.choices(tied, weights=[max(backend.weight, 1) for backend in tied])[0]
+    for load, backend in ready:
+        if backend.id == preferred and load < least + 1:
+            first = backend
     return [first, *(backend for _, backend in sorted(ready, key=lambda pair: pair[0]) if backend is not first)]
 
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
-from gateway import errors, images, limits, prefix, prompts, relay, routing, schemas, upstream
+from gateway import affinity, errors, images, limits, prefix, prompts, relay, routing, schemas, upstream
 from gateway.models import APIKey, ModelKind, PromptFormat
 from gateway.node import link
 from gateway.outcomes import Answer, Asked, Route, Usage
@@ -118,9 +118,10 @@ def _include_usage(data: dict) -> bool:
 def _conversation(
     info: ModelInfo, key: APIKey, messages: list, system: Any = None, tools: Any = None
 ) -> prefix.Conversation | None:
-    """The request's prefix hashes, for a model with a managed backend: its supervisor sends the request to the slot
-    that holds the start of its prompt, or restores a saved cache of it (gateway.lifecycle.promptcache)."""
-    if not any(backend.managed for backend in info.backends):
+    """The request's prefix hashes, for a model with a managed backend (its supervisor sends the request to the slot
+    that holds the start of its prompt, or restores a saved cache of it: gateway.lifecycle.promptcache) or with more
+    than one (the next turn goes back to the backend that read the last: gateway.affinity)."""
+    if len(info.backends) < 2 and not any(backend.managed for backend in info.backends):
         return None
     return prefix.conversation(messages, model=info.model_id, key_id=key.pk, system=system, tools=tools)
 
@@ -137,7 +138,8 @@ async def _generate(
     if not data["stream"]:
         try:
             answer = await _first_answering(info, lambda backend: _whole_answer(backend, info, path, payload,
-                                                                                asked, route, usage, events, talk))  # fmt: skip
+                                                                                asked, route, usage, events, talk),
+                                            affinity.backend_for(talk))  # fmt: skip
         finally:
             await asyncio.shield(release(usage.tokens))
         return Answer(answer, route, usage)
@@ -145,6 +147,7 @@ async def _generate(
         source = await _first_answering(
             info,
             lambda backend: _open(backend, info, path, payload, asked, route, settings.SSE_KEEPALIVE_SECONDS, talk),
+            affinity.backend_for(talk),
         )
     except BaseException:
         await release(0)
@@ -388,7 +391,9 @@ async def _answer(
 # --- reaching a backend ---
 
 
-async def _first_answering(info: ModelInfo, attempt: Callable[[BackendInfo], Awaitable[T]]) -> T:
+async def _first_answering(
+    info: ModelInfo, attempt: Callable[[BackendInfo], Awaitable[T]], preferred: int | None = None
+) -> T:
     """What `attempt` gets from the first of the model's backends that does not fail before answering.
 
     A backend that is unwell (a refused or dropped connection, a 5xx: see UpstreamError) is taken out of rotation
@@ -398,7 +403,7 @@ async def _first_answering(info: ModelInfo, attempt: Callable[[BackendInfo], Awa
     """
     last: upstream.UpstreamError | None = None
     refusal: link.Refused | None = None
-    for backend in routing.candidates(info):
+    for backend in routing.candidates(info, preferred):
         for again in (False, True) if backend.managed else (False,):
             try:
                 return await attempt(backend)
@@ -427,6 +432,8 @@ async def _reach(
     from a lease of its node's supervisor (load on demand; the lease names the slot, `route.slot`), an external one's
     own, admitted by the supervisor of the node it runs on (heat, power, energy) when that node has one."""
     route.slot, route.prompt_restored = None, False
+    if talk is not None:
+        affinity.remember(talk, backend.id)
     with routing.occupy(backend):
         if backend.managed:
             boundaries, owner = (talk.boundaries, talk.owner) if talk else ((), "")
