@@ -81,6 +81,10 @@ def row(db_path: Path, request_id: str) -> dict[str, Any]:
     raise RuntimeError(f"request {request_id} was not logged")
 
 
+def delays(log: Path) -> list[float]:
+    return [float(m.group(1)) for m in re.finditer(r"delayed its stop by (\d+) ms", log.read_text(errors="replace"))]
+
+
 def logged_ms(log: Path, what: str) -> list[float]:
     """llama-server's own save or restore times, from the supervisor's log lines."""
     pattern = re.compile(rf"prompt cache of \S+ (?:slot \d+ )?{what}.* in (\d+) ms")
@@ -111,6 +115,7 @@ async def run(args: argparse.Namespace, bench: LifecycleBench) -> None:
         raise RuntimeError(f"{model} was not stopped")
 
     hello = [{"role": "user", "content": "Hi"}]
+    read: dict[str, list[tuple[float, int]]] = {"with": [], "without": []}  # llama-server's prompt_ms, cache_n
     with_cache, without_cache, swap_save, swap_plain, prompt_tokens, sources = [], [], [], [], [], []
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -127,12 +132,14 @@ async def run(args: argparse.Namespace, bench: LifecycleBench) -> None:
             logged = row(bench.db_path, request_id)
             sources.append(logged["prompt_cache"])
             with_cache.append((seconds, (logged["cold_start_ms"] or 0) / 1000))
+            read["with"].append((logged["prompt_ms"], logged["cached_tokens"]))
 
             await streamed_first_token(session, chat, owner, "other", hello)
             await stopped("cached")
             seconds, request_id = await streamed_first_token(session, chat, strangers[n], "cached", next_turn)
             logged = row(bench.db_path, request_id)
             without_cache.append((seconds, (logged["cold_start_ms"] or 0) / 1000))
+            read["without"].append((logged["prompt_ms"], logged["cached_tokens"]))
 
             await whole(session, chat, owner, "cached", hello)  # only a short prompt left: nothing to save
             seconds, _ = await streamed_first_token(session, chat, owner, "other", hello)
@@ -153,7 +160,11 @@ async def run(args: argparse.Namespace, bench: LifecycleBench) -> None:
         ["TTFT without (another key: read from scratch)", ms([t for t, _ in without_cache])],
         ["  of which waiting for the model (cold_start_ms)", ms([w for _, w in without_cache])],
         ["  the prompt's share: TTFT - wait", prompt_without],
+        ["llama-server's prompt_ms with the cache", [ms for ms, _ in read["with"]]],
+        ["llama-server's prompt_ms without", [ms for ms, _ in read["without"]]],
+        ["  tokens served from the cache, with (count)", [n for _, n in read["with"]]],
         ["save (llama-server's save_ms)", logged_ms(log, "saved")],
+        ["the stop's delay for its saves (supervisor)", delays(log)],
         ["restore (llama-server's restore_ms)", logged_ms(log, "restored")],
         ["swap to the other model, with the save", ms(swap_save)],
         ["swap to the other model, nothing to save", ms(swap_plain)],

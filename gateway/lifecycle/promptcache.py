@@ -144,6 +144,7 @@ class PromptCaches:
         if running is None or running.generation != generation or not running.saving:
             return
         caches = self.disk.model(running.config)
+        started, saved = time.monotonic(), 0
         for index, slot in running.slots.held():
             tokens = slot.chars // CHARS_PER_TOKEN
             if slot.leases or tokens < settings.KV_CACHE_MIN_TOKENS:
@@ -157,20 +158,24 @@ class PromptCaches:
                 logger.warning("prompt cache of %s slot %d not saved: KV_CACHE_WRITE_MB_PER_HOUR reached",
                                running.config.model_id, index)  # fmt: skip
                 continue
-            await self._save(running, caches, index, slot.chain, slot.chars, slot.owner)
+            saved += await self._save(running, caches, index, slot.chain, slot.chars, slot.owner)
         self.disk.within_budget()
+        if saved:
+            logger.info("saving %d prompt caches of %s delayed its stop by %.0f ms", saved, running.config.model_id,
+                        (time.monotonic() - started) * 1000)  # fmt: skip
 
     async def _save(
         self, running: Running, caches: kvcache.ModelCaches, index: int, chain: tuple[str, ...], chars: int,
         owner: str,
-    ) -> None:  # fmt: skip
+    ) -> int:  # fmt: skip
+        """Save one slot; 1 if it was kept, else 0."""
         name = f"{secrets.token_hex(12)}.bin"
         try:
             tokens, size, milliseconds = await kvcache.save(running.target, index, name, CALL_TIMEOUT)
         except (upstream.UpstreamError, TimeoutError, OSError) as exc:
             logger.warning("prompt cache of %s slot %d not saved: %s", running.config.model_id, index, exc)
             (caches.folder / name).unlink(missing_ok=True)
-            return
+            return 0
         self.disk.wrote(size)
         (caches.folder / name).chmod(0o600)
         if milliseconds > 0 and size:
@@ -179,11 +184,12 @@ class PromptCaches:
             running.bytes_per_token = size / tokens
         if tokens < settings.KV_CACHE_MIN_TOKENS:
             (caches.folder / name).unlink(missing_ok=True)
-            return
+            return 0
         now = time.time()
         caches.add(kvcache.Saved(name, owner, list(chain), chars, tokens, size, now, now))
         logger.info("prompt cache of %s slot %d saved: %d tokens, %.1f MiB in %.0f ms", running.config.model_id,
                     index, tokens, size / MIB, milliseconds)  # fmt: skip
+        return 1
 
     async def _restore(self, running: Running, index: int, saved: kvcache.Saved) -> bool:
         try:
