@@ -4,25 +4,40 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('gateway', '0011_rerank_and_audio'),
+        ("gateway", "0011_rerank_and_audio"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='requestlog',
-            name='cached_tokens',
-            field=models.PositiveIntegerField(blank=True, help_text='Prompt tokens served from a cache instead of being read.', null=True),
+            model_name="requestlog",
+            name="cached_tokens",
+            field=models.PositiveIntegerField(
+                blank=True, help_text="Prompt tokens served from a cache instead of being read.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='requestlog',
-            name='prompt_cache',
-            field=models.CharField(blank=True, choices=[('restored', 'restored from disk'), ('live', 'reused from memory'), ('none', 'read from scratch')], help_text="Where the prompt's start was read from: a cache restored from disk, the model's memory (a live slot or its RAM cache), or nowhere (read from scratch). Blank when the backend does not say.", max_length=10),
+            model_name="requestlog",
+            name="prompt_cache",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("restored", "restored from disk"),
+                    ("live", "reused from memory"),
+                    ("none", "read from scratch"),
+                ],
+                help_text="Where the prompt's start was read from: a cache restored from disk, the model's memory (a live slot or its RAM cache), or nowhere (read from scratch). Blank when the backend does not say.",
+                max_length=10,
+            ),
         ),
         migrations.AddField(
-            model_name='requestlog',
-            name='prompt_ms',
-            field=models.FloatField(blank=True, help_text='Time the model spent reading the rest of the prompt.', null=True, verbose_name='prompt reading (ms)'),
+            model_name="requestlog",
+            name="prompt_ms",
+            field=models.FloatField(
+                blank=True,
+                help_text="Time the model spent reading the rest of the prompt.",
+                null=True,
+                verbose_name="prompt reading (ms)",
+            ),
         ),
     ]
