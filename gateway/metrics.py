@@ -77,6 +77,31 @@ TOKENS_PER_SECOND = Histogram(
     buckets=(1, 2, 5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500),
     registry=None,
 )
+PROMPT_CACHE = Counter(
+    "jetson_gateway_prompt_cache_requests_total",
+    "Requests by where their prompt's start was read from: a cache restored from disk, the model's memory, or none.",
+    ("model", "source"),
+    registry=None,
+)
+CACHED_TOKENS = Counter(
+    "jetson_gateway_cached_prompt_tokens_total",
+    "Prompt tokens served from a cache instead of being read.",
+    ("model",),
+    registry=None,
+)
+# With these two, the prefill time the cached tokens saved: cached tokens times the seconds per prompt token read.
+PROMPT_READ_SECONDS = Counter(
+    "jetson_gateway_prompt_read_seconds_total",
+    "Time spent reading the uncached part of prompts, of the requests whose backend said it.",
+    ("model",),
+    registry=None,
+)
+PROMPT_READ_TOKENS = Counter(
+    "jetson_gateway_prompt_read_tokens_total",
+    "Prompt tokens read (not cached) by those requests.",
+    ("model",),
+    registry=None,
+)
 ENERGY = Counter(
     "jetson_gateway_energy_joules_total",
     "Energy of generation requests, the node's board power shared among the requests in flight (gross).",
@@ -118,6 +143,15 @@ def observe(record: Fields) -> None:
             _series(TOKENS, model, endpoint, "prompt").inc(record.prompt_tokens)
         if record.completion_tokens:
             _series(TOKENS, model, endpoint, "completion").inc(record.completion_tokens)
+        if record.prompt_cache:  # blank: the backend did not say
+            _series(PROMPT_CACHE, model, record.prompt_cache).inc()
+        if record.cached_tokens:
+            _series(CACHED_TOKENS, model).inc(record.cached_tokens)
+        read = (record.prompt_tokens or 0) - (record.cached_tokens or 0)
+        if record.prompt_ms is not None and record.cached_tokens is not None and read > 0:
+            # The rows /api/usage prices a token read with (gateway.requestlog.usage.cache_aggregates).
+            _series(PROMPT_READ_SECONDS, model).inc(record.prompt_ms / 1000)
+            _series(PROMPT_READ_TOKENS, model).inc(read)
     except Exception:
         # A request never fails because of its metrics (a full disk under the directory, say).
         logger.exception("Could not update the request metrics")

@@ -228,6 +228,8 @@ class ManagedRuntime(models.Model):
     last_error = models.TextField(blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
     load_seconds = models.FloatField(null=True, blank=True, help_text="How long its last load took.")
+    saved_caches = models.PositiveIntegerField(default=0, help_text="Prompt caches saved on disk for it.")
+    saved_cache_bytes = models.BigIntegerField(default=0, help_text="Their size on disk.")
 
     class Meta:
         verbose_name = "managed model state"
@@ -339,6 +341,14 @@ class UsageBucket(models.Model):
     p95_latency_ms = models.FloatField(null=True)
     energy_mj = models.FloatField(default=0, help_text="Energy of the requests measured.")
     energy_tokens = models.BigIntegerField(default=0, help_text="Completion tokens of the requests with an energy.")
+    # Prompt caches: requests by where their prompt's start came from, the tokens served from a cache, and the time
+    # spent reading the rest with the tokens read (their ratio prices the cached tokens; gateway.requestlog.usage).
+    cache_restored = models.PositiveIntegerField(default=0)
+    cache_live = models.PositiveIntegerField(default=0)
+    cache_none = models.PositiveIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    read_ms = models.FloatField(default=0, help_text="Prompt reading time of the requests that say it.")
+    read_tokens = models.BigIntegerField(default=0, help_text="Prompt tokens read (not cached) by those requests.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["group", "by", "start", "who"], name="unique_usage_bucket")]

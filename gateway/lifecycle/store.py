@@ -114,4 +114,5 @@ def _row(snapshot: ModelSnapshot) -> dict[str, Any]:
         "in_flight": snapshot.in_flight, "waiting": snapshot.waiting, "last_used": snapshot.last_used,
         "unload_at": snapshot.unload_at, "last_error": snapshot.last_error, "exit_code": snapshot.exit_code,
         "load_seconds": snapshot.load_seconds, "oom_kills": snapshot.oom_kills,
+        "saved_caches": snapshot.saved_caches, "saved_cache_bytes": snapshot.saved_cache_bytes,
     }  # fmt: skip

@@ -35,7 +35,8 @@ def model_snapshot(backend: Backend, runtime: ManagedRuntime | None, supervisor_
             **common, state=str(runtime.state), since=runtime.since, pid=runtime.pid, port=runtime.port, memory=memory,
             in_flight=runtime.in_flight, waiting=runtime.waiting, last_used=runtime.last_used,
             unload_at=runtime.unload_at, load_seconds=runtime.load_seconds, last_error=runtime.last_error,
-            exit_code=runtime.exit_code, oom_kills=runtime.oom_kills,
+            exit_code=runtime.exit_code, oom_kills=runtime.oom_kills, saved_caches=runtime.saved_caches,
+            saved_cache_bytes=runtime.saved_cache_bytes,
         )  # fmt: skip
     return snapshot if supervisor_alive else snapshot.gone()
 

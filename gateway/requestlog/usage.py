@@ -1,6 +1,6 @@
-"""Usage aggregates over request logs (requests, errors, tokens, average and p95 latency, energy and tokens per joule
-per hour or day), with closed buckets computed once and stored, so that a month on millions of rows answers in
-milliseconds."""
+"""Usage aggregates over request logs (requests, errors, tokens, average and p95 latency, energy and tokens per joule,
+prompt-cache hits and the prefill time they saved, per hour or day), with closed buckets computed once and stored, so
+that a month on millions of rows answers in milliseconds."""
 
 from __future__ import annotations
 
@@ -22,8 +22,11 @@ from gateway.requestlog.models import RequestLog, measured
 GROUPS = ("hour", "day")
 BY = ("model", "key")
 TOTAL = "*"  # `who` of the row that marks a stored bucket as complete
-# Figures that add up across buckets; energy_tokens are the completion tokens of the rows that have an energy.
-SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "energy_mj", "energy_tokens")
+CACHE_SOURCES = ("restored", "live", "none")  # RequestLog.prompt_cache, when the backend said
+# Figures that add up across buckets; energy_tokens are the completion tokens of the rows that have an energy;
+# read_ms and read_tokens, the prompt reading time and the prompt tokens read of the rows that say both.
+CACHE_SUMS = (*(f"cache_{source}" for source in CACHE_SOURCES), "cached_tokens", "read_ms", "read_tokens")
+SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "energy_mj", "energy_tokens", *CACHE_SUMS)
 FIGURES = (*SUMS, "avg_latency_ms", "p95_latency_ms")
 # A bucket is stored once it ended this long ago: a request's row carries its start time, and arrives when it ends
 # (its energy facts too, as soon as its node's sampler has read the power over it). What arrives later is `arrived`.
@@ -197,34 +200,59 @@ def compute(since: datetime, until: datetime, group: str, by: str, with_p95: boo
     grouped = rows.with_energy().annotate(bucket=_bucket(group), group_key=_group_key(by)).values("bucket", "group_key")
     aggregates: dict[str, Any] = {
         # The node's sampler writes a request's energy once the request has ended; rows without any count for none.
-        "measured_mj": Sum("energy_mj"),
-        "measured_tokens": Sum("completion_tokens", filter=Q(measured())),
+        "energy_mj": Sum("energy_mj"),
+        "energy_tokens": Sum("completion_tokens", filter=Q(measured())),
         "requests": Count("id"),
         "errors": Count("id", filter=Q(status__gte=400)),
         "prompt_tokens": Sum("prompt_tokens"),
         "completion_tokens": Sum("completion_tokens"),
+        **cache_aggregates(),
         "avg_latency_ms": Avg("latency_ms"),
     }
     postgres = connection.vendor == "postgresql"
     if postgres:
         aggregates["p95_latency_ms"] = PercentileCont("latency_ms", 0.95)
-    results = list(grouped.annotate(**aggregates).order_by())
+    # Under names of their own: one named after a column would stand for that column in the aggregates after it.
+    results = list(grouped.annotate(**{f"total_{name}": a for name, a in aggregates.items()}).order_by())
     p95 = _p95_in_python(rows, group, by) if with_p95 and not postgres else {}
     return [
         {
             "start": _as_datetime(r["bucket"]),
             "who": "" if r["group_key"] is None else str(r["group_key"]),
-            "requests": r["requests"],
-            "errors": r["errors"],
-            "prompt_tokens": r["prompt_tokens"] or 0,
-            "completion_tokens": r["completion_tokens"] or 0,
-            "energy_mj": r["measured_mj"] or 0,
-            "energy_tokens": r["measured_tokens"] or 0,
-            "avg_latency_ms": r["avg_latency_ms"],
-            "p95_latency_ms": r["p95_latency_ms"] if postgres else p95.get((r["bucket"], r["group_key"])),
+            **{name: r[f"total_{name}"] or 0 for name in SUMS},
+            "avg_latency_ms": r["total_avg_latency_ms"],
+            "p95_latency_ms": r["total_p95_latency_ms"] if postgres else p95.get((r["bucket"], r["group_key"])),
         }
         for r in results
     ]
+
+
+def cache_aggregates() -> dict[str, Aggregate]:
+    """The prompt-cache sums of a group of rows, for `prompt_cache` to turn into rates."""
+    # Only rows that say both how long the prompt took and how much of it was read price a token read.
+    reading = Q(prompt_ms__isnull=False, prompt_tokens__gt=F("cached_tokens"))
+    return {
+        **{f"cache_{source}": Count("id", filter=Q(prompt_cache=source)) for source in CACHE_SOURCES},
+        "cached_tokens": Sum("cached_tokens"),
+        "read_ms": Sum("prompt_ms", filter=reading),
+        "read_tokens": Sum(F("prompt_tokens") - F("cached_tokens"), filter=reading),
+    }
+
+
+def prompt_cache(figures: dict[str, Any]) -> dict[str, Any]:
+    """A bucket's prompt-cache block from its sums: requests by source, the hit rate over the requests whose source
+    is known, the cached tokens, and the prefill time they saved, priced at the bucket's own reading time per token
+    read (None when no request said it)."""
+    counts = {source: figures[f"cache_{source}"] or 0 for source in CACHE_SOURCES}
+    known = sum(counts.values())
+    cached = figures["cached_tokens"] or 0
+    per_token = figures["read_ms"] / figures["read_tokens"] if figures["read_tokens"] else None
+    return {
+        **counts,
+        "hit_rate": round((counts["restored"] + counts["live"]) / known, 4) if known else None,
+        "cached_tokens": cached,
+        "saved_ms": None if per_token is None else round(cached * per_token, 1),
+    }
 
 
 def _p95_in_python(rows: QuerySet, group: str | None, by: str) -> dict[tuple[Any, Any], float | None]:
@@ -299,5 +327,6 @@ def _present(results: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
         for name in ("avg_latency_ms", "p95_latency_ms"):
             item[name] = None if r[name] is None else round(r[name], 2)
         item.update(energy(r["energy_mj"], r["energy_tokens"]))
+        item["prompt_cache"] = prompt_cache(r)
         data.append(item)
     return data

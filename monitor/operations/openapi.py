@@ -285,6 +285,21 @@ USAGE_FIGURES = {
                  "J; null when none was measured (no power sensor, or a backend no supervisor runs)."},
     "tokens_per_joule": {**NUMBER_OR_NULL, "description": "Completion tokens of the measured requests per joule; "
                          "null when none was measured."},
+    "prompt_cache": {
+        "type": "object",
+        "required": [*usage.CACHE_SOURCES, "hit_rate", "cached_tokens", "saved_ms"],
+        "description": "Where the prompts' starts were read from, as the backends said.",
+        "properties": {
+            "restored": {"type": "integer", "description": "Requests whose prompt cache was restored from disk."},
+            "live": {"type": "integer", "description": "Requests that reused a prompt cache in the model's memory."},
+            "none": {"type": "integer", "description": "Requests whose prompt was read from scratch."},
+            "hit_rate": {**NUMBER_OR_NULL, "description": "(restored + live) / (restored + live + none); null when "
+                         "no request said."},
+            "cached_tokens": {"type": "integer", "description": "Prompt tokens served from a cache."},
+            "saved_ms": {**NUMBER_OR_NULL, "description": "Prefill time the cached tokens saved, estimated at the "
+                         "bucket's reading time per prompt token read; null when no request said its reading time."},
+        },
+    },
 }  # fmt: skip
 USAGE_BUCKET = {
     "type": "object",
@@ -361,7 +376,7 @@ OPERATIONS: tuple[Operation, ...] = (
               description="404 before the node's first sample, or for a node never sampled."),
     Operation("get", "/api/logs", "Request log rows, newest first (key with the logs scope)", (200, 400, 401, 403),
               parameters=logviews.LogList.parameters),
-    Operation("get", "/api/usage", "Requests, errors, tokens and energy per hour or day (logs scope)",
+    Operation("get", "/api/usage", "Requests, errors, tokens, energy and prompt caches per hour or day (logs scope)",
               (200, 400, 401, 403), parameters=logviews.Usage.parameters, ok=USAGE,
               description=f"`since` must be before `until`, at most {USAGE_LIMITS} apart (400 otherwise)."),
     Operation("get", "/api/activity-logs", "The newest rows in the original service's field names (logs scope)",

@@ -189,16 +189,23 @@ class ManagedModels:
         waiting = GaugeMetricFamily(
             "jetson_model_requests_waiting", "Requests waiting for a managed model to load.", labels=labels
         )
+        saved = GaugeMetricFamily(
+            "jetson_model_saved_caches", "Prompt caches a managed model has saved on disk.", labels=labels
+        )
+        saved_bytes = GaugeMetricFamily(
+            "jetson_model_saved_cache_bytes", "Size on disk of a managed model's saved prompt caches.", labels=labels
+        )
         for model in snapshot["data"]:
             names = [model["node"], model["id"]]
             for name in SHOWN_STATES:
                 state.add_metric([*names, name], int(model["state"] == name))
             for family, value in ((estimated, model["memory"]["estimated_bytes"]),
                                   (measured, model["memory"]["measured_bytes"]),
-                                  (in_flight, model["in_flight"]), (waiting, model["waiting"])):  # fmt: skip
+                                  (in_flight, model["in_flight"]), (waiting, model["waiting"]),
+                                  (saved, model["saved_caches"]), (saved_bytes, model["saved_cache_bytes"])):  # fmt: skip
                 if value is not None:
                     family.add_metric(names, value)
-        yield from (state, estimated, measured, in_flight, waiting)
+        yield from (state, estimated, measured, in_flight, waiting, saved, saved_bytes)
 
         budget = GaugeMetricFamily("jetson_model_budget_bytes", "Memory the node's supervisor may fill with models.",
                                    labels=["node"])  # fmt: skip

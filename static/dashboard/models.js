@@ -1,5 +1,6 @@
 // Models: managed models live over /ws/models/ (state, memory, requests, each node's budget; load and unload for
-// staff), then every model and backend with up/down, latency and slots, refreshed from the dashboard's status endpoint.
+// staff), then every model and backend with up/down, latency and slots, refreshed from the dashboard's status endpoint;
+// energy and prompt caches per model from /api/usage.
 "use strict";
 
 (() => {
@@ -168,6 +169,53 @@
     energyBody.replaceChildren(...rows);
   }
 
+  // --- Prompt caches: hit rate and prefill saved per model over the last day, beside its caches saved on disk ---
+  const cachesBody = document.querySelector("#caches-table tbody");
+  const MIB = 1024 * 1024;
+
+  /** Prompt-cache figures over several buckets; the prefill saved adds up the hours that could price it. */
+  function cacheTotals(buckets) {
+    const total = { restored: 0, live: 0, none: 0, cached: 0, savedMs: null };
+    for (const { prompt_cache: cache } of buckets) {
+      total.restored += cache.restored;
+      total.live += cache.live;
+      total.none += cache.none;
+      total.cached += cache.cached_tokens;
+      if (cache.saved_ms !== null) total.savedMs = (total.savedMs || 0) + cache.saved_ms;
+    }
+    const known = total.restored + total.live + total.none;
+    total.hitRate = known ? (total.restored + total.live) / known : null;
+    return total;
+  }
+
+  const msText = (ms) => (ms >= 10000 ? `${number(ms / 1000, 1)} s` : `${number(ms)} ms`);
+
+  function showCaches() {
+    if (!usageBuckets) return;
+    const onDisk = new Map(); // model -> its saved caches over its nodes
+    for (const model of managed.values()) {
+      const disk = onDisk.get(model.id) || { count: 0, bytes: 0 };
+      disk.count += model.saved_caches || 0;
+      disk.bytes += model.saved_cache_bytes || 0;
+      onDisk.set(model.id, disk);
+    }
+    const said = usageBuckets.filter((b) => b.prompt_cache.restored + b.prompt_cache.live + b.prompt_cache.none > 0);
+    const ids = new Set([...onDisk.keys(), ...said.map((b) => b.model)]);
+    const rows = [...ids].sort().map((id) => {
+      const total = cacheTotals(said.filter((b) => b.model === id));
+      const disk = onDisk.get(id);
+      return el("tr", { "data-model": id },
+        el("td", {}, id),
+        el("td", { class: "num" }, total.hitRate === null ? "–" : `${number(total.hitRate * 100, 1)} %`),
+        el("td", { class: "num" }, `${total.restored} · ${total.live} · ${total.none}`),
+        el("td", { class: "num" }, number(total.cached)),
+        el("td", { class: "num" }, total.savedMs === null ? "–" : msText(total.savedMs)),
+        el("td", { class: "num" }, disk ? `${disk.count} · ${number(disk.bytes / MIB, 1)} MiB` : "–"));
+    });
+    if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "6", class: "muted" }, "No managed model, and no request that said where its prompt came from in the last day.")));
+    cachesBody.replaceChildren(...rows);
+  }
+
   async function refreshEnergy() {
     const since = new Date(Date.now() - 24 * HOUR_MS).toISOString();
     try {
@@ -179,6 +227,7 @@
       return;
     }
     showEnergy();
+    showCaches();
   }
   refreshEnergy();
   setInterval(refreshEnergy, 60000);
@@ -205,6 +254,7 @@
       }
       showManaged();
       showEnergy();
+      showCaches();
     },
   });
 })();
