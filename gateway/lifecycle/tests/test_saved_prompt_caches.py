@@ -4,6 +4,7 @@ identical conversation is not served from that cache."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -108,3 +109,46 @@ def test_a_revoked_keys_saved_caches_are_deleted(
     APIKey.objects.update(revoked=True)
     supervisor.wait_for("cached", lambda s: s["saved_caches"] == 0, 30, "no saved caches")
     assert saved_files(supervisor, "cached") == []
+
+
+def test_the_messages_and_responses_apis_are_restored_too(
+    live_gateway: str, api_key: str, transactional_db: None, small_gguf: str, supervisor_factory: object
+) -> None:
+    register_managed("cached", small_gguf, **CACHED)
+    register_managed("other", small_gguf, **OTHER)
+    supervisor: RunningSupervisor = supervisor_factory(MODEL_MEMORY_BUDGET_MB=600)  # type: ignore[operator]
+    greedy = {"temperature": 0, "seed": 7}
+    first = {"model": "cached", "system": SYSTEM, "max_tokens": 8, **greedy,
+             "messages": [{"role": "user", "content": "Say hello."}]}  # fmt: skip
+    answer = post(live_gateway, api_key, "/v1/messages", first).json()
+    said = "".join(block.get("text", "") for block in answer["content"])
+    turn(live_gateway, api_key, "other", [{"role": "user", "content": "Hi"}])
+    supervisor.wait_for("cached", lambda s: s["state"] == "stopped", 30, "stopped")
+    second = {**first, "messages": [*first["messages"], {"role": "assistant", "content": said},
+                                    {"role": "user", "content": "And goodbye?"}]}  # fmt: skip
+    response = post(live_gateway, api_key, "/v1/messages", second)
+    assert response.status_code == 200, response.text
+    row = logged(response.headers["x-request-id"])
+    assert (row.prompt_cache, row.prompt_tokens > 1000) == ("restored", True), (row.prompt_cache, row.cached_tokens)
+
+    items = [{"role": "user", "content": "Say hello."}]
+    first_response = {"model": "cached", "instructions": SYSTEM, "max_output_tokens": 8, **greedy, "input": items}
+    answer = post(live_gateway, api_key, "/v1/responses", first_response).json()
+    turn(live_gateway, api_key, "other", [{"role": "user", "content": "Hi"}])
+    supervisor.wait_for("cached", lambda s: s["state"] == "stopped", 30, "stopped")
+    items = [*items, *answer["output"], {"role": "user", "content": "And goodbye?"}]  # as the SDKs send it back
+    response = post(live_gateway, api_key, "/v1/responses", {**first_response, "input": items})
+    assert response.status_code == 200, response.text
+    row = logged(response.headers["x-request-id"])
+    assert (row.prompt_cache, row.prompt_tokens > 1000) == ("restored", True), (row.prompt_cache, row.cached_tokens)
+
+
+def test_the_drain_on_sigterm_saves_the_conversations(
+    live_gateway: str, api_key: str, transactional_db: None, small_gguf: str, supervisor_factory: object
+) -> None:
+    register_managed("cached", small_gguf, **CACHED)
+    supervisor: RunningSupervisor = supervisor_factory()  # type: ignore[operator]
+    turn(live_gateway, api_key, "cached", [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Hi"}])
+    supervisor.process.send_signal(signal.SIGTERM)
+    assert supervisor.process.wait(60) == 0
+    assert len(saved_files(supervisor, "cached")) == 1
