@@ -439,11 +439,14 @@ async def whole(source: Upstream, events: Events) -> dict:
                 if raw == b"[DONE]":
                     break
                 events.absorb(raw)
+        if not events.finished:
+            raise upstream.UpstreamError("backend ended the stream before the answer was complete", 502, retryable=True)
+        return events.answer()
+    except upstream.UpstreamError as exc:
+        exc.midway = True
+        raise
     finally:
         await source.close()
-    if not events.finished:
-        raise upstream.UpstreamError("backend ended the stream before the answer was complete", 502, retryable=True)
-    return events.answer()
 
 
 @dataclass(frozen=True)

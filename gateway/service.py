@@ -398,7 +398,8 @@ async def _first_answering(info: ModelInfo, attempt: Callable[[BackendInfo], Awa
     """What `attempt` gets from the first of the model's backends that does not fail before answering.
 
     A backend that is unwell (a refused or dropped connection, a 5xx: see UpstreamError) is taken out of rotation
-    and the next one is tried; any other failure is the answer. A managed backend's supervisor knows its state better
+    and the next one is tried; any other failure is the answer. With none left, a 503, unless the last one tried
+    had begun its answer (then broke it off or spelt it wrong): that failure is the answer. A managed backend's supervisor knows its state better
     than a cool-off: a connection refused right after its grant (the process was being stopped, or had crashed
     unnoticed) is asked for once more; a supervisor's refusal moves on to the next backend.
     """
@@ -421,6 +422,8 @@ async def _first_answering(info: ModelInfo, attempt: Callable[[BackendInfo], Awa
             break
     if refusal is not None and last is None:
         raise refusal  # the supervisor's own answer: queue full, load timeout, too large, failed to load
+    if last is not None and last.midway:
+        raise relay.as_api_error(last) from last  # the last one tried answered, then failed: a 502, not a 503
     raise errors.unavailable(f"No backend of `{info.model_id}` is available" + (f": {last}" if last else "."))
 
 
