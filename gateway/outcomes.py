@@ -55,17 +55,19 @@ class Usage:
     def count(self, usage: Any, timings: Any = None) -> None:
         """An OpenAI `usage` object (prompt and completion tokens, or a transcription's input and output tokens) and
         llama-server's `timings`, as an answer or its last event carries them."""
+        counted_cache = False
         if isinstance(usage, dict):
             self.prompt_tokens = usage.get("prompt_tokens", usage.get("input_tokens", self.prompt_tokens))
             self.completion_tokens = usage.get("completion_tokens", usage.get("output_tokens", self.completion_tokens))
             details = usage.get("prompt_tokens_details", usage.get("input_tokens_details"))
             if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
-                self.cached_tokens = details["cached_tokens"]
+                self.cached_tokens, counted_cache = details["cached_tokens"], True
         if not isinstance(timings, dict):
             return
         if timings.get("predicted_per_second"):
             self.tokens_per_second = round(float(timings["predicted_per_second"]), 2)
-        if isinstance(timings.get("cache_n"), int):
+        # The timings are one task's: the usage's own count is the whole request's (several prompts or choices).
+        if isinstance(timings.get("cache_n"), int) and not counted_cache:
             self.cached_tokens = timings["cache_n"]
         if isinstance(timings.get("prompt_ms"), int | float):
             self.prompt_ms = round(float(timings["prompt_ms"]), 2)

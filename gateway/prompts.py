@@ -2,12 +2,14 @@
 
 Each format reproduces the chat template its model family ships with (the BOS token is left out: llama-server's
 tokenizer adds it). `stop` lists the end-of-turn markers, so generation ends where the family's turn ends.
+Also how many prompts llama-server reads in a text completion's `prompt` (the gateway and the fake backend agree).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -83,3 +85,12 @@ def render(prompt_format: str, messages: list[dict]) -> tuple[str, list[str]]:
     # OpenAI's newer "developer" role is the system role under another name.
     messages = [{**m, "role": "system"} if m["role"] == "developer" else m for m in messages]
     return template.render(messages), list(template.stop)
+
+
+def prompt_count(prompt: Any) -> int:
+    """How many prompts llama-server reads in a completion's `prompt`, by its rule: a string, a list of token ids,
+    or a list mixing token ids and strings is one; any other list is one prompt per item."""
+    if not isinstance(prompt, list):
+        return 1
+    kinds = {int if isinstance(item, int) and not isinstance(item, bool) else type(item) for item in prompt}
+    return 1 if kinds == {int} or kinds == {int, str} else len(prompt)

@@ -96,13 +96,24 @@ class Chunked:
 
 
 class OpenAIEvents(Chunked):
-    """llama-server's own OpenAI-shaped stream (/v1/chat/completions, /v1/completions)."""
+    """llama-server's own OpenAI-shaped stream (/v1/chat/completions, /v1/completions).
 
-    def __init__(self, model: str, text_key: str, include_usage: bool, usage: Usage, previews: bool) -> None:
+    A request for `n` choices of each of several prompts (a list of prompts to /v1/completions) is one task per
+    choice, interleaved in one stream: choice `index` answers prompt `index // n`, and each task ends with its own
+    finish reason and its own usage. The stream is finished when every choice is, and its usage is theirs summed,
+    each prompt counted once (as OpenAI counts `n`): llama-server's own whole answer keeps the last task's only."""
+
+    def __init__(
+        self, model: str, text_key: str, include_usage: bool, usage: Usage, previews: bool, prompts: int = 1, n: int = 1
+    ) -> None:
         super().__init__()
         self.model, self.text_key, self.include_usage = model, text_key, include_usage
         self.usage, self.previews = usage, previews
+        self.n, self.expected = n, prompts * n
         self.finished = False
+        self.finished_choices: set[int] = set()
+        self.task_usage: dict[int, dict[str, Any]] = {}  # each choice's own usage, by its index
+        self.last_finished = 0  # the choice whose usage comes next (chat sends it in a chunk of its own)
         # The backend's model name (a GGUF path) as it appears in an event, and ours in its place; learnt from the
         # first event parsed.
         self.rename: tuple[bytes, bytes] | None = None
@@ -118,19 +129,33 @@ class OpenAIEvents(Chunked):
             and rename[0] in raw
             and b'"usage"' not in raw
             and b'"error"' not in raw
+            and b'"finish_reason":"' not in raw  # parsed: which choice finished
         ):
-            if not self.finished and b'"finish_reason":"' in raw:
-                self.finished = True
             return frame(raw.replace(rename[0], rename[1], 1))
-        return b"".join(frame(_dumps(chunk)) for chunk in self._stream_chunks(raw))
+        return b"".join(frame(_dumps(chunk)) for chunk in self._take(raw, whole=False))
 
     def chunks(self, raw: bytes) -> list[Chunk]:
-        return self._take(_loads(raw), whole=True)
+        return self._take(raw, whole=True)
 
-    def _stream_chunks(self, raw: bytes) -> list[Chunk]:
-        return self._take(_loads(raw), whole=False)
+    def answer(self) -> dict[str, Any]:
+        answer = super().answer()
+        if self.task_usage:
+            answer["usage"] = self._total()
+        return answer
 
-    def _take(self, event: Chunk, whole: bool) -> list[Chunk]:
+    def _total(self) -> dict[str, Any]:
+        """The tasks' usage summed: completion tokens of every choice, prompt tokens of each prompt's first."""
+        total: dict[str, Any] = {}
+        for index, usage in sorted(self.task_usage.items()):
+            first_of_prompt = index % self.n == 0
+            _add_counts(total, {k: v for k, v in usage.items() if first_of_prompt or not k.startswith("prompt_")})
+        total["total_tokens"] = int(total.get("prompt_tokens") or 0) + int(total.get("completion_tokens") or 0)
+        return total
+
+    def _take(self, raw: bytes, whole: bool) -> list[Chunk]:
+        if raw == b"null":
+            return []  # llama-server's first event when it streams several tasks
+        event = _loads(raw)
         backend_model = event.get("model")
         if self.rename is None and isinstance(backend_model, str) and backend_model != self.model:
             self.rename = (
@@ -146,18 +171,24 @@ class OpenAIEvents(Chunked):
                 if self.previews and len(self.usage.completion_preview) < PREVIEW_CHARS_MAX:
                     self.usage.completion_preview += text
             if choice.get("finish_reason"):
-                self.finished = True
+                self.last_finished = int(choice.get("index") or 0)
+                self.finished_choices.add(self.last_finished)
+                self.finished = len(self.finished_choices) >= self.expected
         usage, timings = event.get("usage"), event.get("timings")
+        if isinstance(usage, dict):
+            self.task_usage[self.last_finished] = usage
+            usage = self._total()
         if usage or timings:
             self.usage.count(usage, timings)
         if whole or not usage:
             return [event] if choices or usage else []
-        # As OpenAI does: the usage (with llama-server's timings) in a chunk of its own, with no choices, and only
-        # for a client that asked for it (llama-server's text completions send it on the last choice's chunk).
+        # As OpenAI does: the usage (with llama-server's timings) in a chunk of its own, with no choices, once every
+        # choice has finished, and only for a client that asked for it (llama-server's text completions send each
+        # task's usage on its last choice's chunk).
         del event["usage"]
         ending = {k: v for k, v in event.items() if k != "timings"} if self.include_usage else event
         out = [ending] if choices else []
-        if self.include_usage:
+        if self.include_usage and self.finished:
             out.append({**event, "choices": [], "usage": usage})
         return out
 
@@ -408,11 +439,14 @@ async def whole(source: Upstream, events: Events) -> dict:
                 if raw == b"[DONE]":
                     break
                 events.absorb(raw)
+        if not events.finished:
+            raise upstream.UpstreamError("backend ended the stream before the answer was complete", 502, retryable=True)
+        return events.answer()
+    except upstream.UpstreamError as exc:
+        exc.midway = True
+        raise
     finally:
         await source.close()
-    if not events.finished:
-        raise upstream.UpstreamError("backend ended the stream before the answer was complete", 502, retryable=True)
-    return events.answer()
 
 
 @dataclass(frozen=True)
@@ -572,6 +606,17 @@ def _add_tool_call(call: dict[str, Any], part: dict[str, Any]) -> None:
                 function[field] = function.get(field, "") + (text or "") if field == "arguments" else text
         elif value is not None:
             call[name] = value
+
+
+def _add_counts(total: dict[str, Any], part: dict[str, Any]) -> None:
+    """Add a usage object's counts into `total`, details (cached tokens, …) included."""
+    for name, value in part.items():
+        if isinstance(value, dict):
+            _add_counts(total.setdefault(name, {}), value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            total[name] = total.get(name, 0) + value
+        else:
+            total.setdefault(name, value)
 
 
 def _extend(merged: Any, part: Any) -> Any:

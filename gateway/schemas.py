@@ -171,7 +171,8 @@ class SamplingSerializer(serializers.Serializer):
     max_tokens = StrictIntegerField(required=False, allow_null=True, min_value=1)
     temperature = StrictFloatField(required=False, allow_null=True, min_value=0, max_value=2)
     top_p = StrictFloatField(required=False, allow_null=True, min_value=0, max_value=1)
-    n = StrictIntegerField(required=False, min_value=1, max_value=1)
+    # Choices per prompt, each a task of its own on llama-server, which refuses more than its slots (a 400).
+    n = StrictIntegerField(required=False, min_value=1, max_value=128)
     stop = StopField(required=False, allow_null=True)
     seed = StrictIntegerField(required=False, allow_null=True)
     presence_penalty = StrictFloatField(required=False, allow_null=True, min_value=-2, max_value=2)

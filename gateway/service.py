@@ -59,13 +59,13 @@ async def chat(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Stream:
         usage = Usage(
             prompt_preview=prompts.message_text(data["messages"][-1].get("content")) if asked.previews else ""
         )
-        include_usage = _include_usage(data)
+        include_usage, n = _include_usage(data), data.get("n") or 1
         talk = _conversation(info, key, data["messages"], tools=data.get("tools"))
         if info.prompt_format == PromptFormat.SERVER or info.kind == ModelKind.VISION:
             payload = _openai_payload(info, data, extra)
 
             def events(usage: Usage) -> relay.Events:
-                return relay.OpenAIEvents(data["model"], "content", include_usage, usage, asked.previews)
+                return relay.OpenAIEvents(data["model"], "content", include_usage, usage, asked.previews, n=n)
 
             return await _generate(key, info, data, asked, route, usage, CHAT, payload, events, talk)
         payload = _template_payload(info, data, extra)
@@ -84,11 +84,11 @@ async def completion(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Str
         )
         previews = asked.previews and isinstance(data["prompt"], str)
         usage = Usage(prompt_preview=data["prompt"] if previews else "")
-        include_usage = _include_usage(data)
+        include_usage, n, count = _include_usage(data), data.get("n") or 1, prompts.prompt_count(data["prompt"])
         payload = _openai_payload(info, data, extra)
 
         def events(usage: Usage) -> relay.Events:
-            return relay.OpenAIEvents(data["model"], "text", include_usage, usage, asked.previews)
+            return relay.OpenAIEvents(data["model"], "text", include_usage, usage, asked.previews, count, n)
 
         return await _generate(key, info, data, asked, route, usage, COMPLETIONS, payload, events)
 
@@ -188,6 +188,12 @@ def _template_payload(info: ModelInfo, data: dict, extra: dict) -> dict:
                 f"'{info.prompt_format}' format",
                 param=field,
             )
+    if (data.get("n") or 1) > 1:
+        raise errors.invalid(
+            f"'n' above 1 needs the model's own chat template: `{info.model_id}` uses the gateway-side "
+            f"'{info.prompt_format}' format, whose llama.cpp route gives one choice",
+            param="n",
+        )
     prompt, stops = prompts.render(info.prompt_format, data["messages"])
     payload: dict[str, Any] = {**info.default_params, "prompt": prompt, "stream": True}
     for name, native in COMPLETION_FIELD_MAP.items():
@@ -397,7 +403,8 @@ async def _first_answering(
     """What `attempt` gets from the first of the model's backends that does not fail before answering.
 
     A backend that is unwell (a refused or dropped connection, a 5xx: see UpstreamError) is taken out of rotation
-    and the next one is tried; any other failure is the answer. A managed backend's supervisor knows its state better
+    and the next one is tried; any other failure is the answer. With none left, a 503, unless the last one tried
+    had begun its answer (then broke it off or spelt it wrong): that failure is the answer. A managed backend's supervisor knows its state better
     than a cool-off: a connection refused right after its grant (the process was being stopped, or had crashed
     unnoticed) is asked for once more; a supervisor's refusal moves on to the next backend.
     """
@@ -420,6 +427,8 @@ async def _first_answering(
             break
     if refusal is not None and last is None:
         raise refusal  # the supervisor's own answer: queue full, load timeout, too large, failed to load
+    if last is not None and last.midway:
+        raise relay.as_api_error(last) from last  # the last one tried answered, then failed: a 502, not a 503
     raise errors.unavailable(f"No backend of `{info.model_id}` is available" + (f": {last}" if last else "."))
 
 

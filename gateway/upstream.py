@@ -27,6 +27,7 @@ class UpstreamError(Exception):
         self.body = body or {}
         self.retryable = retryable
         self.refused = refused  # the connection itself was refused: nothing listens there (any more)
+        self.midway = False  # the backend had begun its answer (gateway.relay.whole): it failed, it was not missing
 
     @property
     def is_timeout(self) -> bool:

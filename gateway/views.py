@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
+from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
 from gateway import auth, errors, relay, routing, service
@@ -177,3 +178,27 @@ async def models(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
     return await _api(request, functools.partial(_describe_model, model_id=model_id), "GET")
+
+
+# --- Django's handlers for what no view answers: an unknown path, an unhandled exception ---------------------------
+
+API_PREFIXES = ("/v1/", "/api/")
+
+
+def _api_error_page(request: HttpRequest, error: errors.APIError) -> HttpResponse | None:
+    """The error in the API's shape for a path under the API (Anthropic's under /v1/messages), else None: API
+    clients read JSON, whatever went wrong."""
+    if not request.path.startswith(API_PREFIXES):
+        return None
+    render = errors.anthropic_response if request.path.startswith("/v1/messages") else errors.APIError.response
+    return render(error)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    error = errors.not_found(f"No such path: {request.path}", param=None, code="not_found")
+    return _api_error_page(request, error) or defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    error = errors.APIError(500, "Internal server error.", "server_error", None, "internal_error")
+    return _api_error_page(request, error) or defaults.server_error(request)

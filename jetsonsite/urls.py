@@ -13,3 +13,6 @@ urlpatterns = [
     path("", include("gateway.requestlog.urls")),
     path("", include("gateway.lifecycle.urls")),
 ]
+# JSON errors in the API's shape under /v1/ and /api/, Django's pages elsewhere.
+handler404 = "gateway.views.page_not_found"
+handler500 = "gateway.views.server_error"

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from gateway.prompts import prompt_count
+
 LOADING = {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}  # llama-server's, to all
 NO_ROUTE = {"error": {"message": "File Not Found", "type": "not_found_error", "code": 404}}  # llama-server's, unknown
 GGUF = "/models/fake-model-Q4_K_M.gguf"  # the model name llama-server puts in answers: its GGUF's path
@@ -26,6 +28,12 @@ FAKE_GGUF = "/models/fake-model.gguf"  # the model's name as llama-server gives 
 # The arguments of a tool call, as a model writes them: in parts.
 TOOL_ARGUMENT_PARTS = ['{"city": ', '"Paris"}']
 TOOL_ARGUMENTS = "".join(TOOL_ARGUMENT_PARTS)
+
+
+def tasks(body: dict, prompts: int) -> int:
+    """The choices llama-server streams for a request: `n` for each prompt."""
+    n = body.get("n")
+    return prompts * (n if isinstance(n, int) and n > 0 else 1)
 
 
 @dataclass
@@ -124,25 +132,27 @@ class FakeLlama:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
 
-        async def send(delta: dict, finish: str | None = None) -> None:
+        async def send(choice: int, delta: dict, finish: str | None = None) -> None:
             chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created, "model": "fake",
-                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+                     "choices": [{"index": choice, "delta": delta, "finish_reason": finish}]}  # fmt: skip
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
 
-        await send({"role": "assistant", "content": None})
-        for index in range(self.tokens if self.behaviour != "slow_stream" else 2):
-            if self.behaviour == "slow_stream":
-                await asyncio.sleep(1)
-            if await self._failed_midstream(request, response, index):
-                return response
-            if self.token_delay and index:
-                await asyncio.sleep(self.token_delay)
-            await send({"content": " tok"})
-        await send({}, "length")
-        if (body.get("stream_options") or {}).get("include_usage"):
-            final = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created, "model": "fake",
-                     "choices": [], "usage": usage}  # fmt: skip
-            await response.write(b"data: " + json.dumps(final).encode() + b"\n\n")
+        # As llama-server: one task per choice (`n`), each ending with its finish reason and then its own usage.
+        for choice in range(tasks(body, prompts=1)):
+            await send(choice, {"role": "assistant", "content": None})
+            for index in range(self.tokens if self.behaviour != "slow_stream" else 2):
+                if self.behaviour == "slow_stream":
+                    await asyncio.sleep(1)
+                if await self._failed_midstream(request, response, index):
+                    return response
+                if self.token_delay and index:
+                    await asyncio.sleep(self.token_delay)
+                await send(choice, {"content": " tok"})
+            await send(choice, {}, "length")
+            if (body.get("stream_options") or {}).get("include_usage"):
+                final = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
+                         "model": "fake", "choices": [], "usage": usage}  # fmt: skip
+                await response.write(b"data: " + json.dumps(final).encode() + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         return response
 
@@ -152,22 +162,26 @@ class FakeLlama:
         failure = await self._failure()
         if failure:
             return failure
+        prompts = prompt_count(body.get("prompt"))
+        if not prompts:
+            error = {"code": 400, "message": '"prompt" must not be empty', "type": "invalid_request_error"}
+            return web.json_response({"error": error}, status=400)  # llama-server's
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         created = int(time.time())
-        for index in range(self.tokens):
-            if await self._failed_midstream(request, response, index):
-                return response
-            choice = {"index": 0, "text": " tok", "logprobs": None,
-                      "finish_reason": "length" if index == self.tokens - 1 else None}  # fmt: skip
-            chunk = {"id": "cmpl-fake", "object": "text_completion", "created": created, "model": "fake",
-                     "choices": [choice]}  # fmt: skip
-            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-        if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {"prompt_tokens": 5, "completion_tokens": self.tokens, "total_tokens": 5 + self.tokens}
-            final = {"id": "cmpl-fake", "object": "text_completion", "created": created, "model": "fake",
-                     "choices": [], "usage": usage}  # fmt: skip
-            await response.write(b"data: " + json.dumps(final).encode() + b"\n\n")
+        # As llama-server: one task per prompt and choice, each with its usage on its last chunk.
+        for task in range(tasks(body, prompts)):
+            for index in range(self.tokens):
+                if await self._failed_midstream(request, response, index):
+                    return response
+                last = index == self.tokens - 1
+                choice = {"index": task, "text": " tok", "logprobs": None, "finish_reason": "length" if last else None}
+                chunk = {"id": "cmpl-fake", "object": "text_completion", "created": created, "model": "fake",
+                         "choices": [choice]}  # fmt: skip
+                if last and (body.get("stream_options") or {}).get("include_usage"):
+                    chunk["usage"] = {"prompt_tokens": 5, "completion_tokens": self.tokens,
+                                      "total_tokens": 5 + self.tokens}  # fmt: skip
+                await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         return response
 
@@ -175,6 +189,8 @@ class FakeLlama:
         """A stream of named events, as llama-server's Responses and Messages routes send them."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        if self.behaviour == "midstream_end":
+            events = events[:3]  # ends cleanly before its end event
         for event in events:
             await response.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
         return response

@@ -106,3 +106,28 @@ def test_it_describes_admission_states_as_nodes_give_them(client: Client, alice)
     ]  # fmt: skip
     assert nodes["nodes"][1]["admission"]["reason"] == "92 °C"
     assert conforms(nodes, answer_schema("/api/nodes")), nodes
+
+
+def _parameter(paths: dict, path: str, name: str) -> dict:
+    return next(p for p in paths[path]["get"]["parameters"] if p["name"] == name)
+
+
+def test_it_says_a_cursor_is_one_from_a_link_and_anything_else_a_400(client: Client, alice) -> None:
+    client.force_login(alice)
+    cursor = _parameter(client.get(reverse("dashboard:openapi")).json()["paths"], "/api/logs", "cursor")
+    assert cursor["schema"]["pattern"] == "^(?:[A-Za-z0-9+/=]*)$"
+    assert "400" in cursor["description"]
+    for value in ("cD15ZXN0ZXJkYXk=", "not a cursor!"):  # base64 of "p=yesterday", and not base64 at all
+        response = client.get("/api/logs", {"cursor": value})
+        assert response.status_code == 400, response.content
+        error = response.json()["error"]
+        assert error["param"] == "cursor"
+
+
+def test_it_says_how_far_back_usage_goes(client: Client, alice) -> None:
+    client.force_login(alice)
+    since = _parameter(client.get(reverse("dashboard:openapi")).json()["paths"], "/api/usage", "since")
+    assert "744 hours" in since["description"] and "400 days" in since["description"]
+    too_far = (timezone.now() - timedelta(hours=745)).isoformat()
+    response = client.get("/api/usage", {"group": "hour", "since": too_far})
+    assert (response.status_code, response.json()["error"]["param"]) == (400, "since")

@@ -44,7 +44,13 @@ KEY = params.Param("key", "API key: its id or its whole prefix.")
 STATUS = params.StatusFilter("status", "An HTTP status (404) or a class (5xx).")
 ENDPOINT = params.Param("endpoint", "Endpoint path, e.g. /v1/chat/completions.")
 LIMIT = params.Integer("limit", "Rows per page.", low=1, high=500, default=50)
-CURSOR = params.Param("cursor", "Where a page starts: the cursor in the previous page's `next` or `previous` link.")
+CURSOR = params.Param(
+    "cursor",
+    "Where a page starts: the opaque cursor in the previous page's `next` or `previous` link. Any other value, "
+    "base64 or not, is a 400 naming `cursor`.",
+    pattern="[A-Za-z0-9+/=]*",
+    expects="must be a cursor from a `next` or `previous` link",
+)
 LOG_FILTERS = (SINCE, UNTIL, MODEL, KEY, STATUS, ENDPOINT)
 _KEY_ID = re.compile(r"[0-9]{1,18}")
 
@@ -86,6 +92,7 @@ class NewestFirst(CursorPagination):
 
     def decode_cursor(self, request: Request) -> Any:
         invalid = errors.invalid("Invalid cursor.", param=CURSOR.name)
+        CURSOR.parse(request.query_params)  # the documented pattern, then what only a decoding can tell
         try:
             cursor = super().decode_cursor(request)
         except exceptions.NotFound:
@@ -121,7 +128,12 @@ class Usage(LogsAPIView):
     parameters = (
         params.Choice("group", "Bucket size.", choices=usage.GROUPS),
         params.Choice("by", "One row per bucket and model, or per bucket and API key.", choices=usage.BY),
-        params.Time("since", "Start (default: 24 hours, or 30 days by day, before `until`); widened to whole buckets."),
+        params.Time(
+            "since",
+            "Start (default: 24 hours, or 30 days by day, before `until`); widened to whole buckets. "
+            f"At most {MAX_USAGE_BUCKETS['hour']} hours (by hour) or {MAX_USAGE_BUCKETS['day']} days (by day) "
+            "before `until` (default: now), and before it: a 400 naming `since` otherwise.",
+        ),
         params.Time("until", "End (default: now); widened to whole buckets.", example="2026-11-02T00:00:00Z"),
     )
 
