@@ -234,7 +234,7 @@ async def responses(key: APIKey, body: Any, asked: Asked) -> Answer | relay.Stre
         items = data["input"] if isinstance(data["input"], list) else [{"content": data["input"]}]
         usage = Usage(prompt_preview=_last_text(items) if asked.previews else "")
         payload = _passed_on(info, body, "max_output_tokens")
-        talk = _conversation(info, key, items, system=data.get("instructions"), tools=body.get("tools"))
+        talk = _conversation(info, key, items, system=body.get("instructions"), tools=body.get("tools"))
 
         def events(usage: Usage) -> relay.Events:
             return relay.ResponsesEvents(data["model"], usage, asked.previews)
