@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from gateway.lifecycle.tests.conftest import SMALL, RunningSupervisor, register_managed
 from gateway.models import APIKey
@@ -21,6 +24,16 @@ GREEDY = {"temperature": 0, "seed": 7, "max_tokens": 8}
 # Gemma 3 has sliding-window layers: without --swa-full a restored cache is not reused, and it is not saved.
 OTHER = {**SMALL, "ctx_size": 2048}
 CACHED = {**OTHER, "llama_args": "--swa-full"}
+
+
+@pytest.fixture
+def supervisor(
+    transactional_db: None, small_gguf: str, supervisor_factory: Callable[..., RunningSupervisor]
+) -> RunningSupervisor:
+    """ "cached" and "other", the same GGUF, under a budget that fits one of them; saved caches swept every second."""
+    register_managed("cached", small_gguf, **CACHED)
+    register_managed("other", small_gguf, **OTHER)
+    return supervisor_factory(MODEL_MEMORY_BUDGET_MB=600, KV_CACHE_SWEEP_SECONDS=1)
 
 
 def turn(live_gateway: str, key: str, model: str, messages: list[dict]) -> dict:
@@ -52,11 +65,8 @@ def first_turn_then_eviction(live_gateway: str, key: str, supervisor: RunningSup
 
 
 def test_the_next_turn_after_an_eviction_is_read_from_the_saved_cache(
-    live_gateway: str, api_key: str, transactional_db: None, small_gguf: str, supervisor_factory: object
+    live_gateway: str, api_key: str, supervisor: RunningSupervisor
 ) -> None:
-    register_managed("cached", small_gguf, **CACHED)
-    register_managed("other", small_gguf, **OTHER)
-    supervisor: RunningSupervisor = supervisor_factory(MODEL_MEMORY_BUDGET_MB=600)  # type: ignore[operator]
     next_turn = first_turn_then_eviction(live_gateway, api_key, supervisor)
     files = saved_files(supervisor, "cached")
     assert len(files) == 1, "the evicted model's slot was not saved"
@@ -80,11 +90,8 @@ def test_the_next_turn_after_an_eviction_is_read_from_the_saved_cache(
 
 
 def test_another_keys_identical_conversation_is_not_served_from_the_cache(
-    live_gateway: str, api_key: str, transactional_db: None, small_gguf: str, supervisor_factory: object
+    live_gateway: str, api_key: str, supervisor: RunningSupervisor
 ) -> None:
-    register_managed("cached", small_gguf, **CACHED)
-    register_managed("other", small_gguf, **OTHER)
-    supervisor: RunningSupervisor = supervisor_factory(MODEL_MEMORY_BUDGET_MB=600)  # type: ignore[operator]
     next_turn = first_turn_then_eviction(live_gateway, api_key, supervisor)
     assert len(saved_files(supervisor, "cached")) == 1
     _, bob = APIKey.objects.create_key(name="bob's key")
@@ -98,11 +105,8 @@ def test_another_keys_identical_conversation_is_not_served_from_the_cache(
 
 
 def test_a_revoked_keys_saved_caches_are_deleted(
-    live_gateway: str, api_key: str, transactional_db: None, small_gguf: str, supervisor_factory: object
+    live_gateway: str, api_key: str, supervisor: RunningSupervisor
 ) -> None:
-    register_managed("cached", small_gguf, **CACHED)
-    register_managed("other", small_gguf, **OTHER)
-    supervisor: RunningSupervisor = supervisor_factory(MODEL_MEMORY_BUDGET_MB=600, KV_CACHE_SWEEP_SECONDS=1)  # type: ignore[operator]
     first_turn_then_eviction(live_gateway, api_key, supervisor)
     assert len(saved_files(supervisor, "cached")) == 1
 
@@ -112,11 +116,8 @@ def test_a_revoked_keys_saved_caches_are_deleted(
 
 
 def test_the_messages_and_responses_apis_are_restored_too(
-    live_gateway: str, api_key: str, transactional_db: None, small_gguf: str, supervisor_factory: object
+    live_gateway: str, api_key: str, supervisor: RunningSupervisor
 ) -> None:
-    register_managed("cached", small_gguf, **CACHED)
-    register_managed("other", small_gguf, **OTHER)
-    supervisor: RunningSupervisor = supervisor_factory(MODEL_MEMORY_BUDGET_MB=600)  # type: ignore[operator]
     greedy = {"temperature": 0, "seed": 7}
     first = {"model": "cached", "system": SYSTEM, "max_tokens": 8, **greedy,
              "messages": [{"role": "user", "content": "Say hello."}]}  # fmt: skip
