@@ -10,16 +10,19 @@ from gateway import errors
 
 
 class AnyJSONField(serializers.Field):
-    """A value passed on as it is, checked only for its JSON type."""
+    """A value passed on as it is, checked only for its JSON type (and, as an array, for at least `min_items`)."""
 
-    def __init__(self, types: tuple[type, ...], **kwargs: Any) -> None:
+    def __init__(self, types: tuple[type, ...], min_items: int = 0, **kwargs: Any) -> None:
         self.types = types
+        self.min_items = min_items
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, self.types) or (isinstance(data, bool) and bool not in self.types):
             names = " or ".join(t.__name__.replace("dict", "object").replace("list", "array") for t in self.types)
             raise serializers.ValidationError(f"must be {names.replace('str', 'string')}")
+        if isinstance(data, list) and len(data) < self.min_items:
+            raise serializers.ValidationError(f"must hold at least {self.min_items} item(s)")
         return data
 
 
@@ -193,7 +196,7 @@ class ChatRequestSerializer(SamplingSerializer):
 
 
 class CompletionRequestSerializer(SamplingSerializer):
-    prompt = AnyJSONField((str, list))
+    prompt = AnyJSONField((str, list), min_items=1)  # an empty list is no prompt at all
     echo = StrictBooleanField(supported=(False,), required=False, default=False)
     logprobs = StrictIntegerField(required=False, allow_null=True, min_value=0, max_value=5)
     suffix = StrictCharField(required=False, allow_null=True)

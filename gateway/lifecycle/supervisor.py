@@ -110,6 +110,7 @@ class NodeSupervisor:
         self.refreshing: asyncio.Task | None = None
         self.refresh_again = False
         self.drained = asyncio.Event()
+        self.closing = False  # set once drained: the clock's rounds end (Python 3.11's wait_for can lose a cancel)
 
     # --- life of the supervisor ---
 
@@ -152,6 +153,7 @@ class NodeSupervisor:
         limit = settings.SUPERVISOR_DRAIN_SECONDS + SAVE_LIMIT + settings.MODEL_STOP_GRACE + 5
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.drained.wait(), limit)
+        self.closing = True
         for task in list(self.tasks):
             task.cancel()
         await self.server.close()
@@ -279,7 +281,7 @@ class NodeSupervisor:
         assert self.machine is not None and self.store is not None
         last_flush = last_beat = last_refresh = time.monotonic()
         last_sweep = last_refresh - settings.KV_CACHE_SWEEP_SECONDS
-        while True:
+        while not self.closing:
             delay = min(CLOCK_EVERY, max(self.machine.next_deadline() - time.monotonic(), 0.0))
             self.wake.clear()
             with contextlib.suppress(TimeoutError):

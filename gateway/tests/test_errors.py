@@ -132,3 +132,8 @@ def test_it_passes_the_backends_4xx_on_with_its_message(live_gateway: str, api_k
     body = hi("tiny-context", messages=[{"role": "user", "content": "word " * 5000}])
     error = assert_openai_error(post(live_gateway, api_key, CHAT, body), 400, "exceed_context_size_error")
     assert "context" in error["message"]
+
+
+def test_an_empty_list_of_prompts_names_the_prompt(live_gateway: str, api_key: str, chat_model: str) -> None:
+    body = {"model": chat_model, "prompt": [], "max_tokens": 2}
+    assert_openai_error(post(live_gateway, api_key, "/v1/completions", body), 400, "invalid_request_error", "prompt")

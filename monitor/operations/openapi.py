@@ -80,8 +80,11 @@ def _type_schema(field: serializers.Field) -> dict[str, Any]:
     if isinstance(field, schemas.StrictCharField):
         return _string_schema(field)
     if isinstance(field, schemas.AnyJSONField):
-        kinds = [_JSON_TYPES[t] for t in field.types]
-        return {"type": kinds[0]} if len(kinds) == 1 else {"anyOf": [{"type": kind} for kind in kinds]}
+        kinds = [{"type": _JSON_TYPES[t]} for t in field.types]
+        for kind in kinds:
+            if kind["type"] == "array" and field.min_items:
+                kind["minItems"] = field.min_items
+        return kinds[0] if len(kinds) == 1 else {"anyOf": kinds}
     # DRF's own Boolean/Integer/Float/CharField take "yes", "7" or 7 too: no schema would say what they accept.
     raise TypeError(f"no exact schema for {field!r}: use the strict fields of gateway.schemas")
 
