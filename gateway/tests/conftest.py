@@ -85,3 +85,24 @@ def fake_llama() -> Iterator[FakeLlama]:
     fake = FakeLlama(free_port()).start_in_thread()
     yield fake
     fake.stop()
+
+
+def charged(key_id: int) -> tuple[int, int]:
+    """(tokens charged to a key, its requests in flight) as its limits' store counts them: Redis when REDIS_URL is
+    set (CI's second run), else the database."""
+    from django.conf import settings
+    from django.db.models import Sum
+
+    from gateway.models import InFlight, RateWindow
+
+    if not settings.REDIS_URL:
+        tokens = RateWindow.objects.filter(api_key_id=key_id).aggregate(total=Sum("tokens"))["total"] or 0
+        return tokens, InFlight.objects.filter(api_key_id=key_id).count()
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        tokens = sum(int(client.get(name) or 0) for name in client.scan_iter(f"jg:{key_id}:*:t"))
+        return tokens, client.zcard(f"jg:{key_id}:inflight")
+    finally:
+        client.close()

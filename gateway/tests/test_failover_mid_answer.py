@@ -18,9 +18,9 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from gateway import llama, routing
-from gateway.models import APIKey, InFlight, RateWindow
+from gateway.models import APIKey
 from gateway.registry import register_model
-from gateway.tests.conftest import IDLE_WITHIN, post
+from gateway.tests.conftest import IDLE_WITHIN, charged, post
 from gateway.tests.test_failover import answered, hi, pair, row_of
 from tests.fake_llama import FakeLlama
 from tests.live import ARTIFACTS
@@ -71,9 +71,10 @@ async def test_the_key_is_charged_once_with_the_answers_tokens(
     with routing.occupy(live):
         response = await app_client.post(CHAT, json=ask(CHAT))
     assert answered(response, stream=False), response.text
-    window = await sync_to_async(RateWindow.objects.get)()
-    assert window.tokens == response.json()["usage"]["total_tokens"]
-    assert not await sync_to_async(InFlight.objects.exists)()  # its place was given back
+    key = await sync_to_async(APIKey.objects.get)()
+    tokens, in_flight = await sync_to_async(charged)(key.pk)
+    assert tokens == response.json()["usage"]["total_tokens"]
+    assert in_flight == 0  # its place was given back
 
 
 @pytest.mark.parametrize("failure", ["midstream_error", "midstream_close"])

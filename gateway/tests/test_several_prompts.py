@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from gateway.models import APIKey, RateWindow
-from gateway.tests.conftest import post
+from gateway.models import APIKey
+from gateway.tests.conftest import charged, post
 from gateway.tests.test_completions import events
 from gateway.tests.test_request_logging import row_for
 
@@ -41,7 +41,7 @@ def test_a_whole_answer_has_a_choice_per_prompt_and_counts_every_prompt(
     assert usage["total_tokens"] == sum(alone) + 8
     row = row_for(response)
     assert (row.prompt_tokens, row.completion_tokens) == (sum(alone), 8)
-    assert RateWindow.objects.get().tokens == sum(alone) + 8
+    assert charged(APIKey.objects.get().pk)[0] == sum(alone) + 8
 
 
 def test_a_stream_ends_with_one_usage_chunk_for_every_prompt(live_gateway: str, api_key: str, chat_model: str) -> None:
