@@ -243,7 +243,7 @@ MODEL_CACHE_RAM_MB = env.int("MODEL_CACHE_RAM_MB", default=256)
 # Seconds between SIGTERM and SIGKILL when a llama-server is stopped.
 MODEL_STOP_GRACE = env.float("MODEL_STOP_GRACE", default=10.0)
 # Seconds a supervisor told to stop (SIGTERM) lets generations in flight finish before it stops their models; with
-# MODEL_STOP_GRACE it must fit in the supervisor unit's TimeoutStopSec (45 s).
+# MODEL_STOP_GRACE it must fit in the supervisor unit's TimeoutStopSec (60 s) with the prompt caches' saves (at most 10 s).
 SUPERVISOR_DRAIN_SECONDS = env.float("SUPERVISOR_DRAIN_SECONDS", default=20.0)
 # The supervisor's Unix socket, which this node's gateway processes use (in a folder only the service user can open);
 # empty: none (this node's gateways then use TCP, as other nodes' do).

@@ -51,7 +51,9 @@ def test_the_supervisors_unit_lets_it_drain_and_stop_its_models() -> None:
     of it must fit before systemd kills what is left."""
     from django.conf import settings
 
-    needed = settings.SUPERVISOR_DRAIN_SECONDS + settings.MODEL_STOP_GRACE + 5
+    from gateway.lifecycle.supervisor import SAVE_LIMIT
+
+    needed = settings.SUPERVISOR_DRAIN_SECONDS + SAVE_LIMIT + settings.MODEL_STOP_GRACE + 5
     assert float(_setting("jetson-gateway-supervisor.service", "TimeoutStopSec")) >= needed
     assert _setting("jetson-gateway-supervisor.service", "KillMode") == "mixed"
 
