@@ -18,23 +18,31 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from django.conf import settings
-from gguf import GGML_QUANT_SIZES, GGUF_MAGIC, GGMLQuantizationType, GGUFValueType, Keys
 
 from gateway import upstream
 
-CHAT_TEMPLATE_KEY = Keys.Tokenizer.CHAT_TEMPLATE
+CHAT_TEMPLATE_KEY = "tokenizer.chat_template"  # gguf's Keys.Tokenizer.CHAT_TEMPLATE
 CACHE_SECONDS = 30.0  # a backend's answer is reused this long (the admin and the dashboard ask often)
 SUPPORTED_VERSIONS = (2, 3)
-# Bytes of each fixed-size value type; strings and arrays are walked.
-_SIZES = {GGUFValueType.UINT8: 1, GGUFValueType.INT8: 1, GGUFValueType.BOOL: 1, GGUFValueType.UINT16: 2,
-          GGUFValueType.INT16: 2, GGUFValueType.UINT32: 4, GGUFValueType.INT32: 4, GGUFValueType.FLOAT32: 4,
-          GGUFValueType.UINT64: 8, GGUFValueType.INT64: 8, GGUFValueType.FLOAT64: 8}  # fmt: skip
-_FORMATS = {GGUFValueType.UINT8: "B", GGUFValueType.INT8: "b", GGUFValueType.BOOL: "?", GGUFValueType.UINT16: "H",
-            GGUFValueType.INT16: "h", GGUFValueType.UINT32: "I", GGUFValueType.INT32: "i", GGUFValueType.FLOAT32: "f",
-            GGUFValueType.UINT64: "Q", GGUFValueType.INT64: "q", GGUFValueType.FLOAT64: "d"}  # fmt: skip
 LONG_ARRAY = 4096  # items beyond which an array (the vocabulary, its scores) is skipped, only its length kept
+
+
+@functools.cache
+def _spec() -> SimpleNamespace:
+    """gguf's tables, imported when a header is first read: the package pulls numpy in (about 25 MB), which a process
+    that never reads a GGUF (daphne serving the API) should not carry."""
+    from gguf import GGML_QUANT_SIZES, GGUF_MAGIC, GGMLQuantizationType
+    from gguf import GGUFValueType as T
+
+    # Bytes of each fixed-size value type, and its struct format; strings and arrays are walked.
+    fixed = {T.UINT8: "B", T.INT8: "b", T.BOOL: "?", T.UINT16: "H", T.INT16: "h", T.UINT32: "I", T.INT32: "i",
+             T.FLOAT32: "f", T.UINT64: "Q", T.INT64: "q", T.FLOAT64: "d"}  # fmt: skip
+    sizes = {kind: struct.calcsize("<" + code) for kind, code in fixed.items()}
+    return SimpleNamespace(magic=GGUF_MAGIC, types=T, sizes=sizes, formats=fixed, quant_sizes=GGML_QUANT_SIZES,
+                           quant_type=GGMLQuantizationType)  # fmt: skip
 
 
 class NotGGUF(ValueError):
@@ -51,7 +59,9 @@ class _Header:
 
     def __init__(self, data: mmap.mmap) -> None:
         self.data = data
-        if len(data) < 24 or struct.unpack_from("<I", data, 0)[0] != GGUF_MAGIC:
+        self.spec = spec = _spec()
+        self.sizes, self.formats, self.types = spec.sizes, spec.formats, spec.types
+        if len(data) < 24 or struct.unpack_from("<I", data, 0)[0] != spec.magic:
             raise NotGGUF("no GGUF magic")
         self.order = "<"
         version = struct.unpack_from("<I", data, 4)[0]
@@ -73,16 +83,16 @@ class _Header:
         return self.data[start : self.offset].decode("utf-8", errors="replace")
 
     def skip(self, kind: int) -> None:
-        if kind in _SIZES:
-            self.offset += _SIZES[GGUFValueType(kind)]
-        elif kind == GGUFValueType.STRING:
+        if kind in self.sizes:
+            self.offset += self.sizes[kind]
+        elif kind == self.types.STRING:
             self.offset += 8 + self.u64.unpack_from(self.data, self.offset)[0]
-        elif kind == GGUFValueType.ARRAY:
+        elif kind == self.types.ARRAY:
             item = self.u32.unpack_from(self.data, self.offset)[0]
             count = self.u64.unpack_from(self.data, self.offset + 4)[0]
             self.offset += 12
-            if item in _SIZES:
-                self.offset += count * _SIZES[GGUFValueType(item)]
+            if item in self.sizes:
+                self.offset += count * self.sizes[item]
             else:
                 for _ in range(count):
                     self.skip(item)
@@ -93,13 +103,13 @@ class _Header:
 
     def value(self, kind: int) -> object:
         """The value at the cursor; an array longer than LONG_ARRAY is skipped and given as Skipped(length)."""
-        if kind in _FORMATS:
-            value = struct.unpack_from(self.order + _FORMATS[GGUFValueType(kind)], self.data, self.offset)[0]
-            self.offset += _SIZES[GGUFValueType(kind)]
+        if kind in self.formats:
+            value = struct.unpack_from(self.order + self.formats[kind], self.data, self.offset)[0]
+            self.offset += self.sizes[kind]
             return value
-        if kind == GGUFValueType.STRING:
+        if kind == self.types.STRING:
             return self.string()
-        if kind == GGUFValueType.ARRAY:
+        if kind == self.types.ARRAY:
             item = self.u32.unpack_from(self.data, self.offset)[0]
             count = self.u64.unpack_from(self.data, self.offset + 4)[0]
             if count > LONG_ARRAY:
@@ -129,7 +139,7 @@ class _Header:
             self.offset += 4 + 8 * dims
             kind = self.u32.unpack_from(self.data, self.offset)[0]
             self.offset += 12  # the type, then the data's offset
-            block, size = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
+            block, size = self.spec.quant_sizes[self.spec.quant_type(kind)]
             total += math.prod(shape) * size // block
         return total
 
@@ -139,7 +149,7 @@ class _Header:
             name = self.string()
             kind = self.u32.unpack_from(self.data, self.offset)[0]
             self.offset += 4
-            if name == key and kind == GGUFValueType.STRING:
+            if name == key and kind == self.types.STRING:
                 return self.string()
             self.skip(kind)
         return None

@@ -12,8 +12,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-
 from gateway import ggufinfo
 from gateway.lifecycle import flags
 
@@ -122,6 +120,8 @@ class Options:
 
 def _bytes_per_element(type_name: str) -> float:
     try:
+        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType  # numpy with it: only where an estimate is made
+
         block, size = GGML_QUANT_SIZES[GGMLQuantizationType[type_name.upper()]]
     except KeyError:
         raise EstimateError(f"unknown KV cache type {type_name!r}") from None
