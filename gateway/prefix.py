@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -75,6 +76,15 @@ def conversation(
         previous = _digest(previous, text)
         boundaries.append(Boundary(previous, chars))
     return Conversation(boundaries[-MAX_BOUNDARIES:], owner)
+
+
+def matched(chain: Sequence[str], boundaries: Sequence[Boundary]) -> Boundary | None:
+    """The longest of `boundaries` whose prefix `chain` (the hashes a slot or a saved cache holds) holds."""
+    held = set(chain)
+    for boundary in reversed(boundaries):
+        if boundary.hash in held:
+            return boundary
+    return None
 
 
 def as_message(boundaries: list[Boundary]) -> list[list[Any]]:

@@ -30,7 +30,7 @@ from typing import Any
 
 from gateway import upstream
 from gateway.lifecycle.config import Config
-from gateway.prefix import Boundary
+from gateway.prefix import Boundary, matched
 
 logger = logging.getLogger(__name__)
 
@@ -98,12 +98,9 @@ class ModelCaches:
         least `min_chars`)."""
         best: tuple[Saved, int] | None = None
         for saved in self.entries.values():
-            held = set(saved.chain)
-            for boundary in reversed(boundaries):
-                if boundary.hash in held:
-                    if boundary.chars >= min_chars and (best is None or boundary.chars > best[1]):
-                        best = (saved, boundary.chars)
-                    break
+            hit = matched(saved.chain, boundaries)
+            if hit is not None and hit.chars >= min_chars and (best is None or hit.chars > best[1]):
+                best = (saved, hit.chars)
         return best
 
     def add(self, saved: Saved) -> None:

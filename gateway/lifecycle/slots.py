@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gateway.prefix import Boundary
+from gateway.prefix import Boundary, matched
 
 
 @dataclass
@@ -23,15 +23,6 @@ class Slot:
     owner: str = ""  # the API key (or "*") of that request: its saved cache is deleted with the key
     leases: int = 0  # requests in it now
     used: int = 0  # when it was last chosen, as a count of choices: the least recently used is the oldest
-
-
-def matched(chain: Sequence[str], boundaries: Sequence[Boundary]) -> Boundary | None:
-    """The longest of `boundaries` whose prefix `chain` holds."""
-    held = set(chain)
-    for boundary in reversed(boundaries):
-        if boundary.hash in held:
-            return boundary
-    return None
 
 
 @dataclass
